@@ -1,0 +1,419 @@
+package authz
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/authz/authz/storage"
+)
+
+const (
+	sessionCookie = "authz_session"
+	csrfCookie    = "authz_csrf"
+	maxFormBytes  = 64 << 10
+)
+
+// Fields our own forms add to an authorize request. They are taken out
+// before fosite sees the request, so they never reach storage.
+var pageFields = []string{"action", "csrf_token", "username", "password"}
+
+// pageInput is what a person submitted on one of our pages.
+type pageInput struct {
+	action, csrf, username, password string
+}
+
+// authorize serves GET and POST /oauth2/authorize: it validates the request
+// with fosite, then asks the user to log in and to consent as needed, and
+// finally issues the code. The pages post back here with the original
+// parameters as hidden fields, so fosite validates them again each time.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		h.renderAuthorizeError(w, fosite.ErrInvalidRequest.WithHint("The request could not be parsed."))
+		return
+	}
+	var in pageInput
+	if r.Method == http.MethodPost {
+		in = pageInput{r.PostForm.Get("action"), r.PostForm.Get("csrf_token"), r.PostForm.Get("username"), r.PostForm.Get("password")}
+	}
+	for _, f := range pageFields {
+		r.Form.Del(f)
+		r.PostForm.Del(f)
+	}
+
+	// OAuth 2.1 lets a client that uses PKCE leave out state, and strict
+	// client libraries do. fosite insists on one, so it gets a stand-in that
+	// never leaves this server: it is dropped from the redirect and from
+	// what our pages carry. Without PKCE, state stays required.
+	if r.Form.Get("state") == "" && r.Form.Get("code_challenge") != "" && r.Form.Get("response_mode") != "form_post" {
+		r.Form.Set("state", standInState)
+		w = &noStateWriter{ResponseWriter: w}
+	}
+
+	ar, err := h.provider.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		h.authorizeError(w, r, ar, err)
+		return
+	}
+	h.allowFormRedirect(w, ar.GetRedirectURI())
+
+	if in.action != "" && !h.csrfValid(r, in.csrf) {
+		h.pages.renderError(w, http.StatusForbidden, errorPage{
+			Title:   "This form has expired",
+			Message: "For your security the form could not be accepted. Go back to the app and start again.",
+			Code:    "invalid_request",
+		})
+		return
+	}
+	client, ok := ar.GetClient().(*storage.Client)
+	if !ok {
+		h.authorizeError(w, r, ar, fosite.ErrServerError.WithDebug("unexpected client type"))
+		return
+	}
+
+	if in.action == "login" {
+		h.login(w, r, ar, client, in)
+		return
+	}
+
+	user, authTime, err := h.currentUser(ctx, r)
+	if err != nil {
+		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	if user == nil {
+		h.showLogin(w, r, ar, client, "", "", http.StatusOK)
+		return
+	}
+
+	scopes := ar.GetRequestedScopes()
+	switch in.action {
+	case "deny":
+		h.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
+		return
+	case "allow":
+		if err := h.store.SaveConsent(ctx, user.ID, client.ID, scopes, h.cfg.ConsentLifespan); err != nil {
+			h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
+	default:
+		consented := client.SkipConsent
+		if !consented {
+			if consented, err = h.store.HasConsent(ctx, user.ID, client.ID, scopes); err != nil {
+				h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+				return
+			}
+		}
+		if !consented {
+			h.showConsent(w, r, ar, client, user)
+			return
+		}
+	}
+	h.issueCode(w, r, ar, user, authTime)
+}
+
+// login checks the submitted credentials. On success it starts a login
+// session and sends the browser back to the authorize URL (POST, then 303,
+// then GET), where the flow continues as a signed-in user.
+func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, in pageInput) {
+	ctx := r.Context()
+	user, err := h.store.Authenticate(ctx, in.username, in.password)
+	if errors.Is(err, storage.ErrInvalidCredentials) {
+		h.log.Info("login failed", "client_id", client.ID)
+		h.showLogin(w, r, ar, client, in.username, "Incorrect username or password.", http.StatusOK)
+		return
+	}
+	if err != nil {
+		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	cookie, sess, err := h.store.CreateLoginSession(ctx, user.ID, h.cfg.LoginSessionLifespan)
+	if err != nil {
+		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	h.setCookie(w, sessionCookie, cookie, sess.ExpiresAt)
+	h.log.Info("login", "user_id", user.ID, "client_id", client.ID)
+	http.Redirect(w, r, h.base+"/oauth2/authorize?"+clientParams(ar).Encode(), http.StatusSeeOther)
+}
+
+// currentUser returns the signed-in user of this browser, or nil.
+func (h *Handler) currentUser(ctx context.Context, r *http.Request) (*storage.User, time.Time, error) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, time.Time{}, nil
+	}
+	sess, err := h.store.LoginSession(ctx, c.Value)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, time.Time{}, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	u, err := h.store.User(ctx, sess.UserID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, time.Time{}, nil
+	}
+	return u, sess.AuthTime, err
+}
+
+func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, user *storage.User, authTime time.Time) {
+	for _, s := range ar.GetRequestedScopes() {
+		ar.GrantScope(s)
+	}
+	for _, a := range ar.GetRequestedAudience() {
+		ar.GrantAudience(a)
+	}
+	// The code, its PKCE challenge and (later) its OpenID Connect session are
+	// written together or not at all: a code without its challenge would be
+	// redeemable without the verifier.
+	ctx, err := h.store.BeginTX(r.Context())
+	if err != nil {
+		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	resp, err := h.provider.NewAuthorizeResponse(ctx, ar, h.newSession(user, authTime))
+	if err == nil {
+		err = h.store.Commit(ctx)
+	}
+	if err != nil {
+		_ = h.store.Rollback(ctx)
+		h.authorizeError(w, r, ar, err)
+		return
+	}
+	h.provider.WriteAuthorizeResponse(r.Context(), w, ar, resp)
+}
+
+func (h *Handler) newSession(user *storage.User, authTime time.Time) *openid.DefaultSession {
+	now := h.cfg.now().UTC()
+	return &openid.DefaultSession{
+		Subject:  user.ID,
+		Username: user.Username,
+		Claims: &jwt.IDTokenClaims{
+			Subject:     user.ID,
+			Issuer:      h.cfg.Issuer,
+			AuthTime:    authTime.UTC(),
+			RequestedAt: now,
+		},
+		Headers: &jwt.Headers{},
+	}
+}
+
+func (h *Handler) showLogin(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, username, message string, status int) {
+	h.pages.renderLogin(w, status, loginPage{
+		Action:     h.base + "/oauth2/authorize",
+		CSRFToken:  h.csrfToken(w, r),
+		Hidden:     hiddenFields(clientParams(ar)),
+		ClientName: clientName(client),
+		Username:   username,
+		Error:      message,
+	})
+}
+
+func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, user *storage.User) {
+	redirect := ar.GetRedirectURI()
+	host := redirect.Host
+	if host == "" {
+		host = redirect.Scheme + ":"
+	}
+	h.pages.renderConsent(w, http.StatusOK, consentPage{
+		Action:       h.base + "/oauth2/authorize",
+		CSRFToken:    h.csrfToken(w, r),
+		Hidden:       hiddenFields(clientParams(ar)),
+		ClientName:   clientName(client),
+		ClientURI:    client.ClientURI,
+		LogoURI:      client.LogoURI,
+		RedirectHost: host,
+		Username:     user.Username,
+		Scopes:       describeScopes(ar.GetRequestedScopes()),
+	})
+}
+
+// authorizeError answers a failed authorize request. While the client and
+// its redirect_uri are not both validated, the error is shown on our own
+// page and never redirected to; afterwards it goes back to the client.
+func (h *Handler) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= 500 {
+		h.log.Error("authorize failed", "err", err, "debug", rfc.Debug())
+	} else {
+		h.log.Debug("authorize rejected", "error", rfc.ErrorField, "hint", rfc.HintField)
+	}
+	if ar == nil || !ar.IsRedirectURIValid() {
+		h.renderAuthorizeError(w, rfc)
+		return
+	}
+	h.provider.WriteAuthorizeError(r.Context(), w, ar, err)
+}
+
+func (h *Handler) renderAuthorizeError(w http.ResponseWriter, rfc *fosite.RFC6749Error) {
+	status := rfc.CodeField
+	if status == 0 {
+		status = http.StatusBadRequest
+	}
+	msg := rfc.GetDescription()
+	if status >= 500 {
+		msg = "The server hit an unexpected problem. Please try again later."
+	}
+	h.pages.renderError(w, status, errorPage{
+		Title:   "This request can't be completed",
+		Message: msg,
+		Code:    rfc.ErrorField,
+	})
+}
+
+// allowFormRedirect lets the consent form's 303 go to the client: browsers
+// apply the CSP form-action directive to redirects after a form post too.
+func (h *Handler) allowFormRedirect(w http.ResponseWriter, redirect *url.URL) {
+	if redirect == nil {
+		return
+	}
+	src := redirect.Scheme + ":"
+	if redirect.Host != "" {
+		src = redirect.Scheme + "://" + redirect.Host
+	}
+	if strings.ContainsAny(src, " ;,'") {
+		return
+	}
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self' "+src+"; frame-ancestors 'none'; base-uri 'none'")
+}
+
+// CSRF protection for our forms: a random value in an HttpOnly cookie and,
+// in the form, an HMAC of it under the system secret. A forged form lacks
+// the cookie's HMAC; a cookie planted by a sibling domain lacks ours.
+func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
+	value := ""
+	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 32 {
+		value = c.Value
+	} else {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		value = base64.RawURLEncoding.EncodeToString(b)
+		h.setCookie(w, csrfCookie, value, time.Time{})
+	}
+	return csrfMAC(h.cfg.Secrets[0], value)
+}
+
+func (h *Handler) csrfValid(r *http.Request, token string) bool {
+	c, err := r.Cookie(csrfCookie)
+	if err != nil || c.Value == "" || token == "" {
+		return false
+	}
+	for _, s := range h.cfg.Secrets {
+		if hmac.Equal([]byte(csrfMAC(s, c.Value)), []byte(token)) {
+			return true
+		}
+	}
+	return false
+}
+
+func csrfMAC(secret []byte, value string) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("csrf:" + value))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// setCookie sets an HttpOnly, SameSite=Lax cookie, Secure when the issuer is
+// https. A zero expiry makes it a browser-session cookie.
+func (h *Handler) setCookie(w http.ResponseWriter, name, value string, expires time.Time) {
+	c := &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     h.base + "/",
+		HttpOnly: true,
+		Secure:   h.cfg.secureCookies(),
+		SameSite: http.SameSiteLaxMode,
+	}
+	if !expires.IsZero() {
+		c.Expires = expires
+		c.MaxAge = int(expires.Sub(h.cfg.now()).Seconds())
+	}
+	http.SetCookie(w, c)
+}
+
+func (h *Handler) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: h.base + "/", MaxAge: -1,
+		HttpOnly: true, Secure: h.cfg.secureCookies(), SameSite: http.SameSiteLaxMode})
+}
+
+// standInState is the state fosite sees for a PKCE request that has none.
+// It is random per process so no client can send it by chance.
+var standInState = func() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "authz-no-state-" + base64.RawURLEncoding.EncodeToString(b)
+}()
+
+// noStateWriter removes the stand-in state from the redirect to the client.
+type noStateWriter struct {
+	http.ResponseWriter
+}
+
+func (w *noStateWriter) WriteHeader(code int) {
+	if loc := w.Header().Get("Location"); loc != "" {
+		if u, err := url.Parse(loc); err == nil {
+			q := u.Query()
+			if q.Get("state") == standInState {
+				q.Del("state")
+				u.RawQuery = q.Encode()
+				w.Header().Set("Location", u.String())
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *noStateWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// clientParams are the authorize parameters as the client sent them.
+func clientParams(ar fosite.AuthorizeRequester) url.Values {
+	form := ar.GetRequestForm()
+	if form.Get("state") != standInState {
+		return form
+	}
+	out := url.Values{}
+	for k, v := range form {
+		if k != "state" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// hiddenFields carries the authorize parameters through a page, in a
+// stable order.
+func hiddenFields(form url.Values) []hiddenField {
+	keys := make([]string, 0, len(form))
+	for k := range form {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var out []hiddenField
+	for _, k := range keys {
+		for _, v := range form[k] {
+			out = append(out, hiddenField{Name: k, Value: v})
+		}
+	}
+	return out
+}
+
+func clientName(c *storage.Client) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.ID
+}

@@ -1,0 +1,179 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the server's configuration. ConfigFromEnv reads it from the
+// environment; the CLI may override fields from flags; Validate checks it
+// before anything starts.
+type Config struct {
+	// Issuer is the public base URL, e.g. https://login.example.com. Every
+	// endpoint lives under it and cookies are Secure when it is https.
+	Issuer string
+	// Listen is the address the HTTP server binds.
+	Listen string
+	// Secrets are the system secrets: the first signs, all verify, so a new
+	// one can be put first and the old kept until its tokens have expired.
+	Secrets [][]byte
+
+	AuthorizeCodeLifespan time.Duration
+	AccessTokenLifespan   time.Duration
+	RefreshTokenLifespan  time.Duration
+	// LoginSessionLifespan is how long a user stays signed in.
+	LoginSessionLifespan time.Duration
+	// ConsentLifespan is how long a remembered consent lasts; 0 keeps it
+	// until withdrawn.
+	ConsentLifespan time.Duration
+
+	// AllowPlainPKCE accepts the "plain" PKCE method. Off: S256 only.
+	AllowPlainPKCE bool
+	// TemplatesDir, when set, replaces the embedded pages with a copy on disk.
+	TemplatesDir string
+	// Debug sends error debug details to clients. Never in production.
+	Debug bool
+
+	// Now is the clock; tests move it. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Defaults for the lifespans.
+const (
+	DefaultAuthorizeCodeLifespan = 10 * time.Minute
+	DefaultAccessTokenLifespan   = time.Hour
+	DefaultRefreshTokenLifespan  = 30 * 24 * time.Hour
+	DefaultLoginSessionLifespan  = 24 * time.Hour
+)
+
+// MinSecretLength is the shortest system secret accepted, in bytes.
+const MinSecretLength = 32
+
+// ConfigFromEnv reads AUTHZ_* variables through getenv (os.Getenv in
+// production). Unset variables get defaults; malformed ones are errors.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		Issuer:                getenv("AUTHZ_ISSUER"),
+		Listen:                getenv("AUTHZ_LISTEN"),
+		TemplatesDir:          getenv("AUTHZ_TEMPLATES_DIR"),
+		AuthorizeCodeLifespan: DefaultAuthorizeCodeLifespan,
+		AccessTokenLifespan:   DefaultAccessTokenLifespan,
+		RefreshTokenLifespan:  DefaultRefreshTokenLifespan,
+		LoginSessionLifespan:  DefaultLoginSessionLifespan,
+	}
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.Issuer == "" {
+		c.Issuer = "http://localhost:8080"
+	}
+	if s := getenv("AUTHZ_SECRETS"); s != "" {
+		secrets, err := ParseSecrets(s)
+		if err != nil {
+			return c, err
+		}
+		c.Secrets = secrets
+	}
+	durations := []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"AUTHZ_CODE_LIFESPAN", &c.AuthorizeCodeLifespan},
+		{"AUTHZ_ACCESS_TOKEN_LIFESPAN", &c.AccessTokenLifespan},
+		{"AUTHZ_REFRESH_TOKEN_LIFESPAN", &c.RefreshTokenLifespan},
+		{"AUTHZ_LOGIN_SESSION_LIFESPAN", &c.LoginSessionLifespan},
+		{"AUTHZ_CONSENT_LIFESPAN", &c.ConsentLifespan},
+	}
+	for _, d := range durations {
+		v := getenv(d.name)
+		if v == "" {
+			continue
+		}
+		parsed, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("%s: %q is not a duration like 10m or 720h", d.name, v)
+		}
+		*d.dst = parsed
+	}
+	bools := []struct {
+		name string
+		dst  *bool
+	}{
+		{"AUTHZ_ALLOW_PLAIN_PKCE", &c.AllowPlainPKCE},
+		{"AUTHZ_DEBUG", &c.Debug},
+	}
+	for _, b := range bools {
+		v := getenv(b.name)
+		if v == "" {
+			continue
+		}
+		parsed, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("%s: %q is not true or false", b.name, v)
+		}
+		*b.dst = parsed
+	}
+	return c, nil
+}
+
+// ParseSecrets splits a comma-separated list of system secrets.
+func ParseSecrets(s string) ([][]byte, error) {
+	var out [][]byte
+	for i, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if len(part) < MinSecretLength {
+			return nil, fmt.Errorf("AUTHZ_SECRETS: secret %d is %d bytes; each must be at least %d (generate one with: openssl rand -base64 48)", i+1, len(part), MinSecretLength)
+		}
+		out = append(out, []byte(part))
+	}
+	return out, nil
+}
+
+// Validate reports the first problem that would keep the server from
+// running correctly.
+func (c *Config) Validate() error {
+	if len(c.Secrets) == 0 {
+		return errors.New("AUTHZ_SECRETS is not set: give at least one secret of 32 or more bytes (generate one with: openssl rand -base64 48)")
+	}
+	for i, s := range c.Secrets {
+		if len(s) < MinSecretLength {
+			return fmt.Errorf("AUTHZ_SECRETS: secret %d is %d bytes; each must be at least %d", i+1, len(s), MinSecretLength)
+		}
+	}
+	u, err := url.Parse(c.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("AUTHZ_ISSUER %q must be an absolute http(s) URL without query or fragment", c.Issuer)
+	}
+	if strings.HasSuffix(c.Issuer, "/") {
+		return fmt.Errorf("AUTHZ_ISSUER %q must not end with a slash", c.Issuer)
+	}
+	if c.AuthorizeCodeLifespan <= 0 || c.AuthorizeCodeLifespan > 10*time.Minute {
+		return fmt.Errorf("AUTHZ_CODE_LIFESPAN %s must be positive and at most 10m (RFC 6749 4.1.2)", c.AuthorizeCodeLifespan)
+	}
+	if c.AccessTokenLifespan <= 0 {
+		return fmt.Errorf("AUTHZ_ACCESS_TOKEN_LIFESPAN %s must be positive", c.AccessTokenLifespan)
+	}
+	if c.RefreshTokenLifespan <= 0 {
+		return fmt.Errorf("AUTHZ_REFRESH_TOKEN_LIFESPAN %s must be positive", c.RefreshTokenLifespan)
+	}
+	if c.LoginSessionLifespan <= 0 {
+		return fmt.Errorf("AUTHZ_LOGIN_SESSION_LIFESPAN %s must be positive", c.LoginSessionLifespan)
+	}
+	if c.ConsentLifespan < 0 {
+		return fmt.Errorf("AUTHZ_CONSENT_LIFESPAN %s must not be negative", c.ConsentLifespan)
+	}
+	return nil
+}
+
+func (c *Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Config) secureCookies() bool { return strings.HasPrefix(c.Issuer, "https://") }

@@ -1,0 +1,217 @@
+// Package authz is the HTTP face of the authorization server: the fosite
+// provider wiring, the authorize flow with its login and consent pages, the
+// token, introspection and revocation endpoints, and the middleware around
+// them. New returns the whole thing as one http.Handler.
+package authz
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/ory/fosite"
+
+	"github.com/authz/authz/storage"
+)
+
+// Store is everything the HTTP layer needs of storage: fosite's interfaces
+// (which *storage.Store pins itself) and our own users, sessions and consents.
+type Store interface {
+	fosite.Storage
+	BeginTX(ctx context.Context) (context.Context, error)
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+	RevokeAccessToken(ctx context.Context, requestID string) error
+	RevokeRefreshToken(ctx context.Context, requestID string) error
+
+	Authenticate(ctx context.Context, username, password string) (*storage.User, error)
+	User(ctx context.Context, id string) (*storage.User, error)
+	CreateLoginSession(ctx context.Context, userID string, ttl time.Duration) (string, *storage.LoginSession, error)
+	LoginSession(ctx context.Context, cookie string) (*storage.LoginSession, error)
+	DeleteLoginSession(ctx context.Context, cookie string) error
+	SaveConsent(ctx context.Context, userID, clientID string, scopes []string, ttl time.Duration) error
+	HasConsent(ctx context.Context, userID, clientID string, scopes []string) (bool, error)
+	Ping(ctx context.Context) error
+}
+
+var _ Store = (*storage.Store)(nil)
+
+// Handler serves every endpoint of the authorization server.
+type Handler struct {
+	cfg      Config
+	store    Store
+	provider *fosite.Fosite
+	pages    *pages
+	log      *slog.Logger
+	base     string // the issuer's path, under which every route lives
+	http.Handler
+}
+
+// New checks cfg, parses the pages and composes the provider. It fails at
+// start-up, not at the first request, when anything is missing.
+func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p, err := loadPages(cfg.TemplatesDir)
+	if err != nil {
+		return nil, fmt.Errorf("load pages: %w", err)
+	}
+	p.logger = logger
+	issuer, _ := url.Parse(cfg.Issuer) // Validate parsed it
+	h := &Handler{
+		cfg:      cfg,
+		store:    store,
+		provider: newProvider(&cfg, store),
+		pages:    p,
+		log:      logger,
+		base:     issuer.Path,
+	}
+	h.Handler = h.routes()
+	return h, nil
+}
+
+func (h *Handler) routes() http.Handler {
+	r := mux.NewRouter()
+	sub := r.PathPrefix(h.base + "/").Subrouter()
+	if h.base == "" {
+		sub = r
+	}
+	browser := http.NewCrossOriginProtection()
+
+	// Pages a person uses in a browser: cross-origin form posts refused.
+	sub.Handle("/oauth2/authorize", browser.Handler(http.HandlerFunc(h.authorize))).Methods(http.MethodGet, http.MethodPost)
+	sub.Handle("/oauth2/logout", browser.Handler(http.HandlerFunc(h.logout))).Methods(http.MethodGet, http.MethodPost)
+	sub.PathPrefix("/static/").Handler(http.StripPrefix(h.base+"/static/", h.pages.staticHandler()))
+
+	// Endpoints machines call with client credentials.
+	sub.HandleFunc("/oauth2/token", h.token).Methods(http.MethodPost)
+	sub.HandleFunc("/oauth2/introspect", h.introspect).Methods(http.MethodPost)
+	sub.HandleFunc("/oauth2/revoke", h.revoke).Methods(http.MethodPost)
+
+	sub.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	}).Methods(http.MethodGet, http.MethodHead)
+	sub.HandleFunc("/readyz", h.ready).Methods(http.MethodGet, http.MethodHead)
+
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h.pages.renderError(w, http.StatusNotFound, errorPage{Title: "Page not found", Message: "There is nothing at this address."})
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_, _ = w.Write([]byte("method not allowed\n"))
+	})
+
+	// Outermost first, in the order a request meets them.
+	return chain(r, h.recoverPanics, h.logRequests, h.securityHeaders)
+}
+
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := h.store.Ping(ctx); err != nil {
+		h.log.Error("readiness check failed", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("database unavailable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// chain wraps h so that the first middleware is the outermost.
+func chain(h http.Handler, mws ...func(http.Handler) http.Handler) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+func (h *Handler) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				h.log.Error("panic serving request", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				h.pages.renderError(w, http.StatusInternalServerError, errorPage{
+					Title: "Something went wrong", Message: "The server hit an unexpected problem. Please try again.", Code: "server_error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type requestIDKey struct{}
+
+// statusRecorder remembers the status a handler wrote, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// logRequests gives every request an id (echoed in X-Request-Id) and logs
+// one line for it. Only the path is logged: query strings carry codes.
+func (h *Handler) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		id := hex.EncodeToString(b)
+		w.Header().Set("X-Request-Id", id)
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		level := slog.LevelInfo
+		if rec.status >= 500 {
+			level = slog.LevelError
+		}
+		h.log.Log(r.Context(), level, "request", "id", id, "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration_ms", time.Since(start).Milliseconds())
+	})
+}
+
+// securityHeaders: pages cannot be framed, load nothing from elsewhere and
+// leak no URL (with its code or state) in Referer.
+func (h *Handler) securityHeaders(next http.Handler) http.Handler {
+	hsts := h.cfg.secureCookies()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		if hsts {
+			hd.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,205 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+)
+
+// token serves POST /oauth2/token. The whole exchange runs in one
+// transaction carried in the context; fosite's own transactions inside it
+// become savepoints.
+//
+// The transaction is committed even when the request fails: what fosite
+// writes on a failure path must persist (revoking every token of a reused
+// code or refresh token, spending a PKCE challenge), and its own failed
+// steps have already been rolled back to their savepoints.
+func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	ctx, err := h.store.BeginTX(r.Context())
+	if err != nil {
+		h.writeAccessError(r.Context(), w, nil, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	ar, resp, err := h.exchange(ctx, r)
+	if cerr := h.store.Commit(ctx); cerr != nil {
+		_ = h.store.Rollback(ctx)
+		if err == nil {
+			err = fosite.ErrServerError.WithWrap(cerr)
+		}
+	}
+	if err != nil {
+		h.writeAccessError(r.Context(), w, ar, err)
+		return
+	}
+	h.provider.WriteAccessResponse(r.Context(), w, ar, resp)
+}
+
+func (h *Handler) exchange(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
+	ar, err := h.provider.NewAccessRequest(ctx, r, openid.NewDefaultSession())
+	if err != nil {
+		return ar, nil, err
+	}
+	resp, err := h.provider.NewAccessResponse(ctx, ar)
+	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		// Another exchange of this code won the race. This one is a second
+		// use of the code: deny it and revoke what the first use issued
+		// (RFC 6749 4.1.2), as fosite does for a later reuse.
+		if rerr := h.store.RevokeAccessToken(ctx, ar.GetID()); rerr != nil {
+			return ar, nil, fosite.ErrServerError.WithWrap(rerr)
+		}
+		if rerr := h.store.RevokeRefreshToken(ctx, ar.GetID()); rerr != nil {
+			return ar, nil, fosite.ErrServerError.WithWrap(rerr)
+		}
+		return ar, nil, fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
+	}
+	return ar, resp, err
+}
+
+// writeAccessError writes an RFC 6749 5.2 error. A 401 carries the
+// WWW-Authenticate challenge RFC 6749 asks for.
+func (h *Handler) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= 500 {
+		h.log.Error("token endpoint failed", "err", err, "debug", rfc.Debug())
+	} else {
+		h.log.Debug("token request rejected", "error", rfc.ErrorField, "hint", rfc.HintField)
+	}
+	if rfc.CodeField == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="authz", error="invalid_client"`)
+	}
+	h.provider.WriteAccessError(ctx, w, ar, err)
+}
+
+// introspect serves POST /oauth2/introspect (RFC 7662). Only an
+// authenticated confidential client may ask; a bearer token is not accepted
+// as authentication. Unknown, expired, revoked and rotated tokens are all
+// exactly {"active":false}.
+func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		h.writeAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed."))
+		return
+	}
+	client, err := h.provider.AuthenticateClient(ctx, r, r.PostForm)
+	if err != nil {
+		h.writeAccessError(ctx, w, nil, fosite.ErrInvalidClient.WithWrap(err).WithHint("Introspection requires client authentication."))
+		return
+	}
+	if client.IsPublic() {
+		h.writeAccessError(ctx, w, nil, fosite.ErrInvalidClient.WithHint("A public client cannot introspect tokens."))
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		h.writeAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The 'token' parameter is missing."))
+		return
+	}
+	use, ar, err := h.provider.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), openid.NewDefaultSession())
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err != nil {
+		if rfc := fosite.ErrorToRFC6749Error(err); rfc.CodeField >= 500 && !errors.Is(err, fosite.ErrInactiveToken) && !errors.Is(err, fosite.ErrNotFound) {
+			h.log.Error("introspection failed", "err", err)
+		}
+		_, _ = w.Write([]byte(`{"active":false}`))
+		return
+	}
+	sess := ar.GetSession()
+	out := map[string]any{
+		"active":    true,
+		"client_id": ar.GetClient().GetID(),
+		"iat":       ar.GetRequestedAt().Unix(),
+		"iss":       h.cfg.Issuer,
+		"token_use": string(use),
+	}
+	if scope := strings.Join(ar.GetGrantedScopes(), " "); scope != "" {
+		out["scope"] = scope
+	}
+	if use == fosite.AccessToken {
+		out["token_type"] = "Bearer"
+	}
+	kind := fosite.AccessToken
+	if use == fosite.RefreshToken {
+		kind = fosite.RefreshToken
+	}
+	if exp := sess.GetExpiresAt(kind); !exp.IsZero() {
+		out["exp"] = exp.Unix()
+	}
+	if sub := sess.GetSubject(); sub != "" {
+		out["sub"] = sub
+	}
+	if name := sess.GetUsername(); name != "" {
+		out["username"] = name
+	}
+	if aud := ar.GetGrantedAudience(); len(aud) > 0 {
+		out["aud"] = []string(aud)
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// revoke serves POST /oauth2/revoke (RFC 7009). Revoking a refresh token
+// revokes the access tokens of its grant too; an unknown token is 200.
+func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	ctx, err := h.store.BeginTX(r.Context())
+	if err != nil {
+		h.provider.WriteRevocationResponse(r.Context(), w, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	err = h.provider.NewRevocationRequest(ctx, r)
+	if cerr := h.store.Commit(ctx); cerr != nil {
+		_ = h.store.Rollback(ctx)
+		if err == nil {
+			err = fosite.ErrServerError.WithWrap(cerr)
+		}
+	}
+	if err != nil {
+		rfc := fosite.ErrorToRFC6749Error(err)
+		if rfc.CodeField >= 500 {
+			h.log.Error("revocation failed", "err", err)
+		}
+		if rfc.CodeField == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="authz", error="invalid_client"`)
+		}
+	}
+	h.provider.WriteRevocationResponse(r.Context(), w, err)
+}
+
+// logout serves /oauth2/logout: GET asks for confirmation, POST ends the
+// browser's login session.
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		h.renderAuthorizeError(w, fosite.ErrInvalidRequest.WithHint("The request could not be parsed."))
+		return
+	}
+	if r.Method == http.MethodGet {
+		h.pages.renderLogout(w, http.StatusOK, logoutPage{Action: h.base + "/oauth2/logout", CSRFToken: h.csrfToken(w, r)})
+		return
+	}
+	if !h.csrfValid(r, r.PostForm.Get("csrf_token")) {
+		h.pages.renderError(w, http.StatusForbidden, errorPage{
+			Title: "This form has expired", Message: "For your security the form could not be accepted. Please try again.", Code: "invalid_request"})
+		return
+	}
+	if r.PostForm.Get("action") != "logout" {
+		h.pages.renderError(w, http.StatusOK, errorPage{Title: "You are still signed in", Message: "Nothing was changed."})
+		return
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+		if err := h.store.DeleteLoginSession(r.Context(), c.Value); err != nil {
+			h.log.Error("logout failed", "err", err)
+			h.renderAuthorizeError(w, fosite.ErrServerError)
+			return
+		}
+	}
+	h.clearCookie(w, sessionCookie)
+	h.pages.renderLoggedOut(w, http.StatusOK, loggedOutPage{})
+}

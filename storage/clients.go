@@ -1,0 +1,240 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	josev3 "github.com/go-jose/go-jose/v3"
+	"github.com/jackc/pgx/v5"
+	"github.com/ory/fosite"
+)
+
+// Client is a registered relying party. It implements the fosite client
+// interfaces, so fosite reads registration metadata straight from it.
+type Client struct {
+	ID                      string    `db:"id"`
+	SecretHash              string    `db:"secret_hash"`
+	Name                    string    `db:"name"`
+	RedirectURIs            []string  `db:"redirect_uris"`
+	GrantTypes              []string  `db:"grant_types"`
+	ResponseTypes           []string  `db:"response_types"`
+	Scopes                  []string  `db:"scopes"`
+	Audience                []string  `db:"audience"`
+	TokenEndpointAuthMethod string    `db:"token_endpoint_auth_method"`
+	Public                  bool      `db:"public"`
+	SkipConsent             bool      `db:"skip_consent"`
+	JWKS                    []byte    `db:"jwks"`
+	JWKSURI                 string    `db:"jwks_uri"`
+	PostLogoutRedirectURIs  []string  `db:"post_logout_redirect_uris"`
+	LogoURI                 string    `db:"logo_uri"`
+	ClientURI               string    `db:"client_uri"`
+	Contacts                []string  `db:"contacts"`
+	CreatedAt               time.Time `db:"created_at"`
+	UpdatedAt               time.Time `db:"updated_at"`
+}
+
+var (
+	_ fosite.Client              = (*Client)(nil)
+	_ fosite.OpenIDConnectClient = (*Client)(nil)
+)
+
+func (c *Client) GetID() string             { return c.ID }
+func (c *Client) GetHashedSecret() []byte   { return []byte(c.SecretHash) }
+func (c *Client) GetRedirectURIs() []string { return c.RedirectURIs }
+func (c *Client) GetGrantTypes() fosite.Arguments {
+	return fosite.Arguments(c.GrantTypes)
+}
+func (c *Client) GetResponseTypes() fosite.Arguments {
+	return fosite.Arguments(c.ResponseTypes)
+}
+func (c *Client) GetScopes() fosite.Arguments              { return fosite.Arguments(c.Scopes) }
+func (c *Client) IsPublic() bool                           { return c.Public }
+func (c *Client) GetAudience() fosite.Arguments            { return fosite.Arguments(c.Audience) }
+func (c *Client) GetRequestURIs() []string                 { return nil }
+func (c *Client) GetJSONWebKeysURI() string                { return c.JWKSURI }
+func (c *Client) GetRequestObjectSigningAlgorithm() string { return "" }
+func (c *Client) GetTokenEndpointAuthMethod() string       { return c.TokenEndpointAuthMethod }
+func (c *Client) GetTokenEndpointAuthSigningAlgorithm() string {
+	return "RS256"
+}
+
+// GetJSONWebKeys returns the client's registered key set in the go-jose v3
+// form fosite consumes, or nil when it has none.
+func (c *Client) GetJSONWebKeys() *josev3.JSONWebKeySet {
+	if len(c.JWKS) == 0 {
+		return nil
+	}
+	var set josev3.JSONWebKeySet
+	if err := json.Unmarshal(c.JWKS, &set); err != nil {
+		return nil
+	}
+	return &set
+}
+
+// clientRow is the client part of a row read together with a request.
+type clientRow = Client
+
+func (c *clientRow) client() (*Client, error) {
+	cl := *c
+	return &cl, nil
+}
+
+var clientColumnNames = []string{
+	"id", "secret_hash", "name", "redirect_uris", "grant_types", "response_types", "scopes",
+	"audience", "token_endpoint_auth_method", "public", "skip_consent", "jwks", "jwks_uri",
+	"post_logout_redirect_uris", "logo_uri", "client_uri", "contacts", "created_at", "updated_at",
+}
+
+// clientColumns lists the client columns, qualified by alias when given.
+func clientColumns(alias string) string {
+	if alias == "" {
+		return strings.Join(clientColumnNames, ", ")
+	}
+	return alias + "." + strings.Join(clientColumnNames, ", "+alias+".")
+}
+
+func clientArgs(c *Client) []any {
+	return []any{
+		c.ID, c.SecretHash, c.Name, nonNilStrings(c.RedirectURIs), nonNilStrings(c.GrantTypes),
+		nonNilStrings(c.ResponseTypes), nonNilStrings(c.Scopes), nonNilStrings(c.Audience),
+		c.TokenEndpointAuthMethod, c.Public, c.SkipConsent, nilIfEmpty(c.JWKS), c.JWKSURI,
+		nonNilStrings(c.PostLogoutRedirectURIs), c.LogoURI, c.ClientURI, nonNilStrings(c.Contacts),
+	}
+}
+
+// CreateClient stores a new client. The caller has validated its metadata
+// and put a hash (never the secret) in SecretHash. An existing id is
+// ErrAlreadyExists.
+func (s *Store) CreateClient(ctx context.Context, c *Client) error {
+	rows, err := s.db(ctx).Query(ctx, `
+		INSERT INTO clients (id, secret_hash, name, redirect_uris, grant_types, response_types, scopes,
+			audience, token_endpoint_auth_method, public, skip_consent, jwks, jwks_uri,
+			post_logout_redirect_uris, logo_uri, client_uri, contacts)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+		RETURNING `+clientColumns(""), clientArgs(c)...)
+	if err != nil {
+		return translate("create client", err)
+	}
+	stored, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Client])
+	if err != nil {
+		return translate("create client", err)
+	}
+	*c = stored
+	return nil
+}
+
+// UpdateClient replaces a client's metadata and secret hash.
+func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
+	rows, err := s.db(ctx).Query(ctx, `
+		UPDATE clients SET secret_hash = $2, name = $3, redirect_uris = $4, grant_types = $5,
+			response_types = $6, scopes = $7, audience = $8, token_endpoint_auth_method = $9,
+			public = $10, skip_consent = $11, jwks = $12, jwks_uri = $13,
+			post_logout_redirect_uris = $14, logo_uri = $15, client_uri = $16, contacts = $17,
+			updated_at = now()
+		WHERE id = $1
+		RETURNING `+clientColumns(""), clientArgs(c)...)
+	if err != nil {
+		return translate("update client", err)
+	}
+	stored, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Client])
+	if err != nil {
+		return translate("update client", err)
+	}
+	*c = stored
+	return nil
+}
+
+// Client returns one client by id, or ErrNotFound.
+func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
+	rows, err := s.db(ctx).Query(ctx, `SELECT `+clientColumns("")+` FROM clients WHERE id = $1`, id)
+	if err != nil {
+		return nil, translate("get client", err)
+	}
+	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Client])
+	if err != nil {
+		return nil, translate("get client", err)
+	}
+	return c, nil
+}
+
+// ListClients returns up to limit clients ordered by id, starting after the
+// id given (empty for the first page).
+func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]*Client, error) {
+	rows, err := s.db(ctx).Query(ctx, `SELECT `+clientColumns("")+` FROM clients
+		WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, translate("list clients", err)
+	}
+	cs, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[Client])
+	return cs, translate("list clients", err)
+}
+
+// DeleteClient removes a client and, by cascade, everything issued to it.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	if err != nil {
+		return translate("delete client", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("delete client: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// GetClient implements fosite.ClientManager.
+func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := s.Client(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ClientAssertionJWTValid reports fosite.ErrJTIKnown when a client assertion
+// with this jti was seen and has not expired yet.
+func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	var known bool
+	err := s.db(ctx).QueryRow(ctx,
+		`SELECT EXISTS (SELECT 1 FROM client_assertion_jtis WHERE jti = $1 AND expires_at > $2)`,
+		jti, s.now().UTC()).Scan(&known)
+	if err != nil {
+		return translate("check assertion jti", err)
+	}
+	if known {
+		return fosite.ErrJTIKnown
+	}
+	return nil
+}
+
+// SetClientAssertionJWT records a jti until exp. A jti already recorded and
+// still valid is fosite.ErrJTIKnown; an expired record is replaced.
+func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	tag, err := s.db(ctx).Exec(ctx, `
+		INSERT INTO client_assertion_jtis (jti, expires_at) VALUES ($1, $2)
+		ON CONFLICT (jti) DO UPDATE SET expires_at = EXCLUDED.expires_at
+		WHERE client_assertion_jtis.expires_at <= $3`, jti, exp.UTC(), s.now().UTC())
+	if err != nil {
+		return translate("record assertion jti", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fosite.ErrJTIKnown
+	}
+	return nil
+}
+
+func nonNilStrings(a []string) []string {
+	if a == nil {
+		return []string{}
+	}
+	return a
+}
+
+func nilIfEmpty(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

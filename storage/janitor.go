@@ -1,0 +1,37 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+)
+
+// expiringTables are the tables whose rows carry expires_at and may be
+// deleted once it has passed.
+var expiringTables = []string{
+	string(codesTable), string(accessTable), string(refreshTable), string(pkceTable), string(oidcTable),
+	"login_sessions", "consents", "client_assertion_jtis",
+}
+
+// DeleteExpired deletes rows whose expiry has passed, at most batch rows per
+// statement so no statement holds locks for long. It reports how many rows
+// it deleted from each table.
+func (s *Store) DeleteExpired(ctx context.Context, batch int) (map[string]int64, error) {
+	now := s.now().UTC()
+	deleted := make(map[string]int64)
+	for _, table := range expiringTables {
+		for {
+			tag, err := s.pool.Exec(ctx, `
+				DELETE FROM `+table+` WHERE ctid = ANY (ARRAY(
+					SELECT ctid FROM `+table+` WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`,
+				now, batch)
+			if err != nil {
+				return deleted, fmt.Errorf("delete expired %s: %w", table, err)
+			}
+			deleted[table] += tag.RowsAffected()
+			if tag.RowsAffected() < int64(batch) {
+				break
+			}
+		}
+	}
+	return deleted, nil
+}

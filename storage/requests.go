@@ -1,0 +1,336 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+	fositestorage "github.com/ory/fosite/storage"
+)
+
+// Pin every fosite interface the provider composes: fosite's compose step uses
+// unchecked type assertions and would otherwise panic at start-up.
+var (
+	_ fosite.ClientManager                 = (*Store)(nil)
+	_ oauth2.CoreStorage                   = (*Store)(nil)
+	_ oauth2.TokenRevocationStorage        = (*Store)(nil)
+	_ oauth2.ClientCredentialsGrantStorage = (*Store)(nil)
+	_ pkce.PKCERequestStorage              = (*Store)(nil)
+	_ openid.OpenIDConnectRequestStorage   = (*Store)(nil)
+	_ fositestorage.Transactional          = (*Store)(nil)
+	_ fosite.Storage                       = (*Store)(nil)
+)
+
+// requestTable names a table holding fosite requests keyed by signature.
+// They all share one shape (see migrations/001_initial.sql).
+type requestTable string
+
+const (
+	codesTable   requestTable = "authorization_codes"
+	accessTable  requestTable = "access_tokens"
+	refreshTable requestTable = "refresh_tokens"
+	pkceTable    requestTable = "pkce_requests"
+	oidcTable    requestTable = "oidc_sessions"
+)
+
+// expiryKind says which of the session's expiry times bounds a table's rows.
+func (t requestTable) expiryKind() fosite.TokenType {
+	switch t {
+	case accessTable:
+		return fosite.AccessToken
+	case refreshTable:
+		return fosite.RefreshToken
+	default: // codes and what is keyed by a code
+		return fosite.AuthorizeCode
+	}
+}
+
+func (s *Store) createRequest(ctx context.Context, table requestTable, signature string, r fosite.Requester, extraCol string, extraVal any) error {
+	if r.GetClient() == nil {
+		return fmt.Errorf("create %s: request has no client", table)
+	}
+	session, err := json.Marshal(r.GetSession())
+	if err != nil {
+		return fmt.Errorf("create %s: encode session: %w", table, err)
+	}
+	form, err := json.Marshal(formOrEmpty(r.GetRequestForm()))
+	if err != nil {
+		return fmt.Errorf("create %s: encode form: %w", table, err)
+	}
+	var subject string
+	var expiresAt *time.Time
+	if sess := r.GetSession(); sess != nil {
+		subject = sess.GetSubject()
+		if exp := sess.GetExpiresAt(table.expiryKind()); !exp.IsZero() {
+			exp = exp.UTC()
+			expiresAt = &exp
+		}
+	}
+	cols := `signature, request_id, requested_at, client_id, subject, requested_scopes, granted_scopes,
+		requested_audience, granted_audience, form, session, expires_at`
+	vals := `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12`
+	args := []any{
+		signature, r.GetID(), r.GetRequestedAt().UTC(), r.GetClient().GetID(), subject,
+		nonNil(r.GetRequestedScopes()), nonNil(r.GetGrantedScopes()),
+		nonNil(r.GetRequestedAudience()), nonNil(r.GetGrantedAudience()),
+		form, session, expiresAt,
+	}
+	if extraCol != "" {
+		cols += ", " + extraCol
+		vals += ", $13"
+		args = append(args, extraVal)
+	}
+	_, err = s.db(ctx).Exec(ctx, `INSERT INTO `+string(table)+` (`+cols+`) VALUES (`+vals+`)`, args...)
+	return translate("create "+string(table), err)
+}
+
+// requestRow is one stored request with its client, read in one query.
+type requestRow struct {
+	RequestID         string
+	RequestedAt       time.Time
+	RequestedScopes   []string
+	GrantedScopes     []string
+	RequestedAudience []string
+	GrantedAudience   []string
+	Form              []byte
+	Session           []byte
+	Active            bool
+	clientRow
+}
+
+// getRequest loads a request and hydrates session (a fresh value of the
+// caller's type) from what was stored. It returns the request together with
+// active, so callers decide what an inactive row means for them.
+func (s *Store) getRequest(ctx context.Context, table requestTable, signature string, session fosite.Session) (*fosite.Request, bool, error) {
+	rows, err := s.db(ctx).Query(ctx, `
+		SELECT t.request_id, t.requested_at, t.requested_scopes, t.granted_scopes,
+		       t.requested_audience, t.granted_audience, t.form, t.session, t.active, `+clientColumns("c")+`
+		FROM `+string(table)+` t JOIN clients c ON c.id = t.client_id
+		WHERE t.signature = $1`, signature)
+	if err != nil {
+		return nil, false, translate("get "+string(table), err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[requestRow])
+	if err != nil {
+		return nil, false, translate("get "+string(table), err)
+	}
+	req, err := row.request(session)
+	if err != nil {
+		return nil, false, fmt.Errorf("get %s: %w", table, err)
+	}
+	return req, row.Active, nil
+}
+
+func (row *requestRow) request(session fosite.Session) (*fosite.Request, error) {
+	form := url.Values{}
+	if len(row.Form) > 0 {
+		if err := json.Unmarshal(row.Form, &form); err != nil {
+			return nil, fmt.Errorf("decode form: %w", err)
+		}
+	}
+	if session != nil {
+		if err := json.Unmarshal(row.Session, session); err != nil {
+			return nil, fmt.Errorf("decode session: %w", err)
+		}
+	}
+	client, err := row.clientRow.client()
+	if err != nil {
+		return nil, err
+	}
+	return &fosite.Request{
+		ID:                row.RequestID,
+		RequestedAt:       row.RequestedAt.UTC(),
+		Client:            client,
+		RequestedScope:    fosite.Arguments(row.RequestedScopes),
+		GrantedScope:      fosite.Arguments(row.GrantedScopes),
+		RequestedAudience: fosite.Arguments(row.RequestedAudience),
+		GrantedAudience:   fosite.Arguments(row.GrantedAudience),
+		Form:              form,
+		Session:           session,
+	}, nil
+}
+
+func (s *Store) deleteRequest(ctx context.Context, table requestTable, signature string) error {
+	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM `+string(table)+` WHERE signature = $1`, signature)
+	if err != nil {
+		return translate("delete "+string(table), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("delete %s: %w", table, fosite.ErrNotFound)
+	}
+	return nil
+}
+
+// Authorization codes.
+
+func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, signature string, r fosite.Requester) error {
+	return s.createRequest(ctx, codesTable, signature, r, "", nil)
+}
+
+// GetAuthorizeCodeSession returns the request of a code. A code that was
+// already used returns the request and fosite.ErrInvalidatedAuthorizeCode, so
+// fosite can revoke everything the first use issued.
+func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.getRequest(ctx, codesTable, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fosite.ErrInvalidatedAuthorizeCode
+	}
+	return req, nil
+}
+
+// InvalidateAuthorizeCodeSession marks a code used. It is one conditional
+// UPDATE: of several concurrent exchanges of one code exactly one succeeds,
+// the others get fosite.ErrInvalidatedAuthorizeCode.
+func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
+	tag, err := s.db(ctx).Exec(ctx,
+		`UPDATE authorization_codes SET active = false WHERE signature = $1 AND active`, signature)
+	if err != nil {
+		return translate("invalidate authorization code", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("invalidate authorization code: %w", fosite.ErrInvalidatedAuthorizeCode)
+	}
+	return nil
+}
+
+// Access tokens.
+
+func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, r fosite.Requester) error {
+	return s.createRequest(ctx, accessTable, signature, r, "", nil)
+}
+
+func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.getRequest(ctx, accessTable, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fosite.ErrInactiveToken
+	}
+	return req, nil
+}
+
+func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) error {
+	return s.deleteRequest(ctx, accessTable, signature)
+}
+
+// RevokeAccessToken deletes every access token issued under requestID.
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	_, err := s.db(ctx).Exec(ctx, `DELETE FROM access_tokens WHERE request_id = $1`, requestID)
+	return translate("revoke access tokens", err)
+}
+
+// Refresh tokens.
+
+func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, accessSignature string, r fosite.Requester) error {
+	return s.createRequest(ctx, refreshTable, signature, r, "access_signature", accessSignature)
+}
+
+// GetRefreshTokenSession returns the request of a refresh token. A rotated or
+// revoked token returns the request and fosite.ErrInactiveToken, so reuse
+// revokes the whole family.
+func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.getRequest(ctx, refreshTable, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fosite.ErrInactiveToken
+	}
+	return req, nil
+}
+
+func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
+	return s.deleteRequest(ctx, refreshTable, signature)
+}
+
+// RevokeRefreshToken deactivates every refresh token issued under requestID.
+// The rows stay until they expire, so a later use is recognised as reuse.
+func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	_, err := s.db(ctx).Exec(ctx,
+		`UPDATE refresh_tokens SET active = false WHERE request_id = $1 AND active`, requestID)
+	return translate("revoke refresh tokens", err)
+}
+
+// RotateRefreshToken retires the refresh token being used and the access
+// tokens of its grant. The first statement is conditional: of several
+// concurrent refreshes with one token exactly one gets past it; the others
+// get fosite.ErrSerializationFailure and their transaction rolls back.
+func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	db := s.db(ctx)
+	tag, err := db.Exec(ctx,
+		`UPDATE refresh_tokens SET active = false WHERE signature = $1 AND request_id = $2 AND active`,
+		signature, requestID)
+	if err != nil {
+		return translate("rotate refresh token", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("rotate refresh token: already rotated: %w", fosite.ErrSerializationFailure)
+	}
+	if err := s.RevokeRefreshToken(ctx, requestID); err != nil {
+		return err
+	}
+	return s.RevokeAccessToken(ctx, requestID)
+}
+
+// PKCE requests, keyed by the code's signature.
+
+func (s *Store) CreatePKCERequestSession(ctx context.Context, signature string, r fosite.Requester) error {
+	return s.createRequest(ctx, pkceTable, signature, r, "", nil)
+}
+
+func (s *Store) GetPKCERequestSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.getRequest(ctx, pkceTable, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+func (s *Store) DeletePKCERequestSession(ctx context.Context, signature string) error {
+	return s.deleteRequest(ctx, pkceTable, signature)
+}
+
+// OpenID Connect sessions, keyed by the authorization code itself as fosite
+// passes it. We store only its SHA-256 so no usable code rests in the table.
+
+func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.createRequest(ctx, oidcTable, hashKey(code), r, "", nil)
+}
+
+// GetOpenIDConnectSession hydrates into the session of the request it is given.
+func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	req, _, err := s.getRequest(ctx, oidcTable, hashKey(code), r.GetSession())
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return s.deleteRequest(ctx, oidcTable, hashKey(code))
+}
+
+func formOrEmpty(v url.Values) url.Values {
+	if v == nil {
+		return url.Values{}
+	}
+	return v
+}
+
+func nonNil(a fosite.Arguments) []string {
+	if a == nil {
+		return []string{}
+	}
+	return a
+}

@@ -1,0 +1,155 @@
+// Package storage keeps everything authz knows in PostgreSQL: clients, users,
+// the single-use codes and tokens fosite hands us, login sessions, consents and
+// signing keys. It implements fosite's storage interfaces on pgx/v5 and knows
+// nothing of HTTP.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ory/fosite"
+)
+
+// Errors returned by the store. Not found is fosite's own sentinel, so one
+// errors.Is check serves fosite's handlers and ours alike.
+var (
+	ErrNotFound      = fosite.ErrNotFound
+	ErrAlreadyExists = errors.New("already exists")
+)
+
+// Store is the PostgreSQL store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock sets the clock used for expiry decisions, so tests can move time.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{pool: pool, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Pool returns the underlying pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// querier is what both the pool and a transaction offer, so each query helper
+// runs inside or outside a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+type txKey struct{}
+
+// db returns the transaction carried by ctx, or the pool.
+func (s *Store) db(ctx context.Context) querier {
+	if tx, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
+		return tx
+	}
+	return s.pool
+}
+
+// BeginTX starts a transaction and returns a context carrying it; every
+// storage call made with that context runs inside it. Called within a
+// transaction, it starts a nested one (a savepoint). Implements fosite's
+// storage.Transactional.
+func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
+	var (
+		tx  pgx.Tx
+		err error
+	)
+	if outer, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
+		tx, err = outer.Begin(ctx)
+	} else {
+		tx, err = s.pool.Begin(ctx)
+	}
+	if err != nil {
+		return ctx, fmt.Errorf("begin transaction: %w", err)
+	}
+	return context.WithValue(ctx, txKey{}, tx), nil
+}
+
+// Commit commits the transaction carried by ctx.
+func (s *Store) Commit(ctx context.Context) error {
+	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
+	if !ok {
+		return errors.New("commit: no transaction in context")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return translate("commit", err)
+	}
+	return nil
+}
+
+// Rollback rolls back the transaction carried by ctx. Rolling back one that
+// has already ended is not an error.
+func (s *Store) Rollback(ctx context.Context) error {
+	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
+	if !ok {
+		return errors.New("rollback: no transaction in context")
+	}
+	// A context that is already cancelled must not keep the rollback from
+	// reaching the server.
+	if err := tx.Rollback(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	return nil
+}
+
+// InTx runs fn inside a transaction, committing when it returns nil.
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+	ctx, err = s.BeginTX(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = s.Rollback(ctx)
+		}
+	}()
+	if err = fn(ctx); err != nil {
+		return err
+	}
+	return s.Commit(ctx)
+}
+
+// translate maps PostgreSQL errors onto the sentinels callers check for and
+// wraps everything else with the operation.
+func translate(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", op, fosite.ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case pgerrcode.UniqueViolation:
+			return fmt.Errorf("%s: %w", op, ErrAlreadyExists)
+		case pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected:
+			return fmt.Errorf("%s: %w", op, fosite.ErrSerializationFailure.WithWrap(err))
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
