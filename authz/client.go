@@ -73,7 +73,15 @@ func (m *ClientMetadata) Normalize() {
 		m.TokenEndpointAuthMethod = "client_secret_basic"
 	}
 	m.Scope = strings.Join(strings.Fields(m.Scope), " ")
+	// RFC 7591 2 lets the server pick default scopes. A sign-in client with
+	// none could ask for nothing at all, so it gets the OpenID Connect ones.
+	if m.Scope == "" && slices.Contains(m.GrantTypes, "authorization_code") {
+		m.Scope = DefaultClientScope
+	}
 }
+
+// DefaultClientScope is what a client registered without a scope may ask for.
+const DefaultClientScope = "openid profile email offline_access"
 
 // Validate checks the metadata the way a careful provider does and returns
 // an *InvalidMetadataError naming the first problem.

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+const usageText = `authz is an OAuth 2.0 and OpenID Connect authorization server.
+
+Usage:
+  authz [--database-url URL] <command> [arguments]
+
+Commands:
+  serve                     run the server (--migrate applies pending migrations first)
+  migrate                   apply pending database migrations
+  migrate status            list migrations and whether each is applied
+  clients create            register a client; prints it as JSON, with its secret (shown once)
+  clients list              list clients (a table; --format json for a JSON array)
+  clients get ID            print one client as JSON
+  clients delete ID         delete a client and everything issued to it
+  users create              add a user; the password is read from stdin (--password-stdin)
+  users list                list users (a table; --format json for a JSON array)
+  users disable USERNAME    stop a user from logging in and end their sessions
+  users enable USERNAME     let a disabled user log in again
+  users set-password USERNAME --password-stdin
+                            set a user's password, read from stdin
+  janitor                   delete expired codes, tokens and sessions once
+  help                      show this help
+
+Run "authz <command> -h" for a command's flags.
+
+Environment:
+  AUTHZ_DATABASE_URL        PostgreSQL URL, e.g. postgres://user:pass@localhost:5432/authz
+                            (DATABASE_URL is used when it is unset; --database-url wins over both)
+  AUTHZ_ISSUER              public base URL of the server (default http://localhost:8080)
+  AUTHZ_LISTEN              address to listen on (default :8080)
+  AUTHZ_SECRETS             system secrets, comma-separated, 32+ bytes each; the first signs
+                            (generate one with: openssl rand -base64 48)
+  AUTHZ_CODE_LIFESPAN, AUTHZ_ACCESS_TOKEN_LIFESPAN, AUTHZ_REFRESH_TOKEN_LIFESPAN,
+  AUTHZ_LOGIN_SESSION_LIFESPAN, AUTHZ_CONSENT_LIFESPAN
+                            lifespans as Go durations (10m, 1h, 720h)
+  AUTHZ_TEMPLATES_DIR       directory of page templates replacing the built-in ones
+  AUTHZ_JANITOR_INTERVAL    how often serve deletes expired rows (default 10m; 0 disables)
+  AUTHZ_LOG_LEVEL           debug, info, warn or error (default info)
+  AUTHZ_LOG_FORMAT          json or text (default json)
+`
+
+// usageError is a command line that could not be understood. It makes the
+// process exit with status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// errHelpShown ends a command after it printed its help on request.
+var errHelpShown = errors.New("help shown")
+
+// cli is what every command gets: the process's environment and streams.
+type cli struct {
+	getenv         func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	databaseURL    string // the global --database-url, if given
+}
+
+// run runs the command line args (without the program name).
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	c := &cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("authz", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			_, err := io.WriteString(stdout, usageText)
+			return err
+		}
+		return usagef("%v (run \"authz help\" for usage)", err)
+	}
+	args = fs.Args()
+	if len(args) == 0 {
+		_, err := io.WriteString(stdout, usageText)
+		return err
+	}
+	err := c.dispatch(ctx, args[0], args[1:])
+	if errors.Is(err, errHelpShown) {
+		return nil
+	}
+	return err
+}
+
+func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
+	switch name {
+	case "help":
+		_, err := io.WriteString(c.stdout, usageText)
+		return err
+	case "serve":
+		return c.serve(ctx, args)
+	case "migrate":
+		return c.migrate(ctx, args)
+	case "clients":
+		return c.subcommand(ctx, "clients", args, map[string]func(context.Context, []string) error{
+			"create": c.clientsCreate,
+			"list":   c.clientsList,
+			"get":    c.clientsGet,
+			"delete": c.clientsDelete,
+		})
+	case "users":
+		return c.subcommand(ctx, "users", args, map[string]func(context.Context, []string) error{
+			"create":       c.usersCreate,
+			"list":         c.usersList,
+			"disable":      c.usersDisable,
+			"enable":       c.usersEnable,
+			"set-password": c.usersSetPassword,
+		})
+	case "janitor":
+		return c.janitor(ctx, args)
+	}
+	return usagef("unknown command %q (run \"authz help\" for usage)", name)
+}
+
+// subcommand dispatches "authz <group> <sub> ...".
+func (c *cli) subcommand(ctx context.Context, group string, args []string, subs map[string]func(context.Context, []string) error) error {
+	names := make([]string, 0, len(subs))
+	for _, n := range []string{"create", "list", "get", "delete", "disable", "enable", "set-password"} {
+		if subs[n] != nil {
+			names = append(names, n)
+		}
+	}
+	if len(args) == 0 {
+		return usagef("%s: missing subcommand (one of: %s)", group, strings.Join(names, ", "))
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		_, err := fmt.Fprintf(c.stdout, "Usage: authz %s <%s> [flags]\n\nRun \"authz %s <subcommand> -h\" for its flags.\n",
+			group, strings.Join(names, "|"), group)
+		return err
+	}
+	fn, ok := subs[args[0]]
+	if !ok {
+		return usagef("%s: unknown subcommand %q (one of: %s)", group, args[0], strings.Join(names, ", "))
+	}
+	return fn(ctx, args[1:])
+}
+
+// newFlags returns a flag set for the command name ("clients create") that
+// reports errors instead of printing them.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parse parses args with fs, allowing flags after positional arguments
+// ("users disable alice --database-url ..."), and returns the positional
+// arguments. -h prints synopsis and the flags to stdout and returns
+// errHelpShown.
+func (c *cli) parse(fs *flag.FlagSet, synopsis string, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(c.stdout, "Usage: authz %s %s\n", fs.Name(), synopsis)
+				hasFlags := false
+				fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+				if hasFlags {
+					fmt.Fprintln(c.stdout, "\nFlags:")
+					fs.SetOutput(c.stdout)
+					fs.PrintDefaults()
+					fs.SetOutput(io.Discard)
+				}
+				return nil, errHelpShown
+			}
+			return nil, usagef("%s: %v (run \"authz %s -h\" for usage)", fs.Name(), err, fs.Name())
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// stringList is a repeatable flag. With split set, each value may also be
+// a comma-separated list.
+type stringList struct {
+	values []string
+	split  bool
+}
+
+func (l *stringList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(l.values, ",")
+}
+
+func (l *stringList) Set(v string) error {
+	if !l.split {
+		l.values = append(l.values, v)
+		return nil
+	}
+	for p := range strings.SplitSeq(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			l.values = append(l.values, p)
+		}
+	}
+	return nil
+}
+
+// isSet reports whether the flag name was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+// formatFlag adds --format to a list command.
+func formatFlag(fs *flag.FlagSet) *string {
+	return fs.String("format", "table", "output `format`: table or json (a JSON array)")
+}
+
+func checkFormat(cmd, format string) error {
+	if format != "table" && format != "json" {
+		return usagef("%s: --format must be table or json, not %q", cmd, format)
+	}
+	return nil
+}

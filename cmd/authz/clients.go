@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/authz/authz/authz"
+	"github.com/authz/authz/storage"
+)
+
+// pageSize is how many rows list commands read per query.
+const pageSize = 100
+
+func (c *cli) clientsCreate(ctx context.Context, args []string) error {
+	fs := newFlags("clients create")
+	dbURL := dbFlag(fs)
+	var (
+		meta                                authz.ClientMetadata
+		redirectURIs, audience, postLogouts stringList
+		grantTypes                          = stringList{split: true}
+		responseTypes                       = stringList{split: true}
+		public                              bool
+	)
+	fs.StringVar(&meta.ClientName, "name", "", "client `name` shown to users on the consent page (required)")
+	fs.StringVar(&meta.ClientID, "id", "", "client `id` (default: generated)")
+	fs.StringVar(&meta.ClientSecret, "secret", "", "client `secret` (default: generated; shown once)")
+	fs.Var(&redirectURIs, "redirect-uri", "redirect `URI`, absolute and without fragment; repeatable")
+	fs.Var(&grantTypes, "grant-type", "grant `type`, repeatable or comma-separated: authorization_code, refresh_token, client_credentials (default authorization_code,refresh_token)")
+	fs.Var(&responseTypes, "response-type", "response `type`, repeatable (default code when the authorization_code grant is used)")
+	fs.StringVar(&meta.Scope, "scope", "", "space-separated `scopes` the client may request (default for sign-in clients: \""+authz.DefaultClientScope+"\")")
+	fs.StringVar(&meta.TokenEndpointAuthMethod, "auth-method", "", "client authentication `method` at the token endpoint: client_secret_basic (default), client_secret_post or none")
+	fs.BoolVar(&public, "public", false, "a public client (SPA, mobile, CLI): no secret, PKCE required; same as --auth-method none")
+	fs.Var(&audience, "audience", "`audience` the client's tokens may be issued for; repeatable")
+	fs.BoolVar(&meta.SkipConsent, "skip-consent", false, "do not ask users for consent (first-party clients only)")
+	fs.Var(&postLogouts, "post-logout-redirect-uri", "post-logout redirect `URI`; repeatable")
+	pos, err := c.parse(fs, "--name NAME --redirect-uri URI [flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("clients create: unexpected argument %q (run \"authz clients create -h\" for usage)", pos[0])
+	}
+	if strings.TrimSpace(meta.ClientName) == "" {
+		return usagef("clients create: --name is required")
+	}
+	if public {
+		if isSet(fs, "auth-method") && meta.TokenEndpointAuthMethod != "none" {
+			return usagef("clients create: --public means --auth-method none; it cannot go with --auth-method %s", meta.TokenEndpointAuthMethod)
+		}
+		meta.TokenEndpointAuthMethod = "none"
+	}
+	meta.RedirectURIs = redirectURIs.values
+	meta.GrantTypes = grantTypes.values
+	meta.ResponseTypes = responseTypes.values // empty: defaulted from the grant types
+	meta.Audience = audience.values
+	meta.PostLogoutRedirectURIs = postLogouts.values
+
+	// Catch bad metadata before touching the database. CreateClient checks
+	// it again.
+	check := meta
+	check.Normalize()
+	if err := check.Validate(); err != nil {
+		return err
+	}
+
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	created, err := authz.CreateClient(ctx, store, meta)
+	if errors.Is(err, authz.ErrClientExists) {
+		return fmt.Errorf("client %q already exists", meta.ClientID)
+	}
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(c.stdout, created); err != nil {
+		return err
+	}
+	if created.ClientSecret != "" {
+		fmt.Fprintln(c.stderr, "note: this is the only time the client_secret is shown; store it now.")
+	}
+	return nil
+}
+
+func (c *cli) clientsList(ctx context.Context, args []string) error {
+	fs := newFlags("clients list")
+	dbURL := dbFlag(fs)
+	format := formatFlag(fs)
+	pos, err := c.parse(fs, "[flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("clients list: unexpected argument %q", pos[0])
+	}
+	if err := checkFormat("clients list", *format); err != nil {
+		return err
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	var all []authz.ClientMetadata
+	for after := ""; ; {
+		page, err := store.ListClients(ctx, after, pageSize)
+		if err != nil {
+			return err
+		}
+		for _, cl := range page {
+			all = append(all, authz.ClientMetadataOf(cl))
+		}
+		if len(page) < pageSize {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if *format == "json" {
+		if all == nil {
+			all = []authz.ClientMetadata{}
+		}
+		return writeJSON(c.stdout, all)
+	}
+	if len(all) == 0 {
+		_, err := fmt.Fprintln(c.stderr, "no clients yet; register one with: authz clients create --name NAME --redirect-uri URI")
+		return err
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLIENT ID\tNAME\tAUTH METHOD\tGRANT TYPES\tREDIRECT URIS")
+	for _, m := range all {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ClientID, orDash(m.ClientName), m.TokenEndpointAuthMethod,
+			orDash(strings.Join(m.GrantTypes, ",")), orDash(strings.Join(m.RedirectURIs, " ")))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) clientsGet(ctx context.Context, args []string) error {
+	fs := newFlags("clients get")
+	dbURL := dbFlag(fs)
+	pos, err := c.parse(fs, "CLIENT_ID [flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("clients get: expected one client id (usage: authz clients get CLIENT_ID)")
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	cl, err := store.Client(ctx, pos[0])
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("client %q not found", pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(c.stdout, authz.ClientMetadataOf(cl))
+}
+
+func (c *cli) clientsDelete(ctx context.Context, args []string) error {
+	fs := newFlags("clients delete")
+	dbURL := dbFlag(fs)
+	pos, err := c.parse(fs, "CLIENT_ID [flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("clients delete: expected one client id (usage: authz clients delete CLIENT_ID)")
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	err = store.DeleteClient(ctx, pos[0])
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("client %q not found", pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.stdout, "deleted client %s\n", pos[0])
+	return err
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

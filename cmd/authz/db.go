@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/authz/authz/storage"
+)
+
+// connectTimeout bounds the first connection, so that a database that
+// does not answer fails the command instead of hanging it. A connect_timeout
+// in the URL, when shorter, wins.
+const connectTimeout = 15 * time.Second
+
+const noDatabase = "no database configured: set AUTHZ_DATABASE_URL (e.g. postgres://user:pass@localhost:5432/authz)"
+
+// dbFlag adds --database-url to a command's flags.
+func dbFlag(fs *flag.FlagSet) *string {
+	return fs.String("database-url", "", "PostgreSQL `URL` (default: $AUTHZ_DATABASE_URL, then $DATABASE_URL)")
+}
+
+// dbURL picks the database URL: the command's flag, the global flag,
+// AUTHZ_DATABASE_URL, then DATABASE_URL.
+func (c *cli) dbURL(flagValue string) (string, error) {
+	for _, v := range []string{flagValue, c.databaseURL, c.getenv("AUTHZ_DATABASE_URL"), c.getenv("DATABASE_URL")} {
+		if v = strings.TrimSpace(v); v != "" {
+			return v, nil
+		}
+	}
+	return "", errors.New(noDatabase)
+}
+
+// openPool opens a pool on the database and checks that it answers.
+func (c *cli) openPool(ctx context.Context, flagValue string) (*pgxpool.Pool, error) {
+	raw, err := c.dbURL(flagValue)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(raw)
+	if err != nil {
+		return nil, parseError(raw, err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, unreachable(ctx, cfg.ConnConfig.Config, err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, unreachable(ctx, cfg.ConnConfig.Config, err)
+	}
+	return pool, nil
+}
+
+// openStore opens a pool and a store on it; close the pool when done.
+func (c *cli) openStore(ctx context.Context, flagValue string) (*storage.Store, func(), error) {
+	pool, err := c.openPool(ctx, flagValue)
+	if err != nil {
+		return nil, nil, err
+	}
+	return storage.New(pool), pool.Close, nil
+}
+
+// connect opens a single connection, for migrations.
+func (c *cli) connect(ctx context.Context, flagValue string) (*pgx.Conn, error) {
+	raw, err := c.dbURL(flagValue)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgx.ParseConfig(raw)
+	if err != nil {
+		return nil, parseError(raw, err)
+	}
+	connCtx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(connCtx, cfg)
+	if err != nil {
+		return nil, unreachable(ctx, cfg.Config, err)
+	}
+	return conn, nil
+}
+
+// parseError explains a database URL that does not parse, without showing
+// it: it may hold a password.
+func parseError(raw string, err error) error {
+	msg := "invalid database URL (expected postgres://user:pass@host:5432/dbname)"
+	// pgconn says "cannot parse `<the URL, password masked>`: <why>"; keep
+	// only why.
+	detail := err.Error()
+	if _, after, ok := strings.Cut(detail, "`: "); ok {
+		detail = after
+	}
+	for _, pw := range passwordsIn(raw) {
+		detail = strings.ReplaceAll(detail, pw, "xxxxx")
+	}
+	if detail != "" {
+		msg += ": " + detail
+	}
+	return errors.New(msg)
+}
+
+var (
+	urlPassword = regexp.MustCompile(`^[A-Za-z]+://[^@/]*?:([^@]+)@`)
+	kvPassword  = regexp.MustCompile(`password\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S+))`)
+)
+
+// passwordsIn finds what look like passwords in a connection string that
+// may not parse.
+func passwordsIn(raw string) []string {
+	var out []string
+	if m := urlPassword.FindStringSubmatch(raw); m != nil {
+		out = append(out, m[1])
+		if dec, err := url.PathUnescape(m[1]); err == nil && dec != m[1] {
+			out = append(out, dec)
+		}
+	}
+	for _, m := range kvPassword.FindAllStringSubmatch(raw, -1) {
+		out = append(out, m[1]+m[2])
+	}
+	return slices.DeleteFunc(out, func(s string) bool { return s == "" })
+}
+
+// unreachable is the one-line error for a database that cannot be reached:
+// where (without the password) and a short cause.
+func unreachable(ctx context.Context, cfg pgconn.Config, err error) error {
+	return fmt.Errorf("cannot reach the database at %s: %s", redactedURL(cfg), shortCause(ctx, err))
+}
+
+// redactedURL shows where a configuration points, never its password.
+func redactedURL(cfg pgconn.Config) string {
+	var b strings.Builder
+	b.WriteString("postgres://")
+	if cfg.User != "" {
+		b.WriteString(url.PathEscape(cfg.User))
+		b.WriteString("@")
+	}
+	socket := strings.HasPrefix(cfg.Host, "/")
+	if !socket {
+		b.WriteString(net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	}
+	b.WriteString("/")
+	b.WriteString(url.PathEscape(cfg.Database))
+	if socket {
+		b.WriteString("?host=" + cfg.Host)
+		if cfg.Port != 5432 {
+			b.WriteString("&port=" + strconv.Itoa(int(cfg.Port)))
+		}
+	}
+	return b.String()
+}
+
+// shortCause reduces a connection error to what an operator needs: the
+// server's own message, or what went wrong on the network.
+func shortCause(ctx context.Context, err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Message
+	}
+	if ctx.Err() != nil {
+		return "interrupted"
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		if dnsErr.IsNotFound {
+			return fmt.Sprintf("unknown host %q", dnsErr.Name)
+		}
+		return "cannot resolve host: " + dnsErr.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		return "timed out"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error() // "connection refused", "no such file or directory"
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		return opErr.Err.Error()
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) && connectErr.Unwrap() != nil {
+		err = connectErr.Unwrap()
+	}
+	return oneLine(err.Error())
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/authz/authz/authz"
+	"github.com/authz/authz/storage"
+)
+
+// Server limits and timings.
+const (
+	readHeaderTimeout      = 10 * time.Second
+	readTimeout            = 30 * time.Second
+	writeTimeout           = 30 * time.Second
+	idleTimeout            = 120 * time.Second
+	maxHeaderBytes         = 64 << 10
+	shutdownTimeout        = 15 * time.Second
+	defaultJanitorInterval = 10 * time.Minute
+)
+
+// serve runs the authorization server until ctx ends, then shuts down
+// gracefully: in-flight requests finish (up to shutdownTimeout), the
+// janitor stops, the pool closes.
+func (c *cli) serve(ctx context.Context, args []string) error {
+	fs := newFlags("serve")
+	dbURL := dbFlag(fs)
+	listen := fs.String("listen", "", "`address` to listen on (default $AUTHZ_LISTEN, else :8080)")
+	issuer := fs.String("issuer", "", "public base `URL` of the server (default $AUTHZ_ISSUER, else http://localhost:8080)")
+	migrate := fs.Bool("migrate", false, "apply pending database migrations before serving")
+	pos, err := c.parse(fs, "[flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("serve: unexpected argument %q", pos[0])
+	}
+
+	cfg, err := authz.ConfigFromEnv(c.getenv)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *issuer != "" {
+		cfg.Issuer = *issuer
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger, err := newLogger(c.getenv, c.stderr)
+	if err != nil {
+		return err
+	}
+	janitorEvery, err := janitorInterval(c.getenv)
+	if err != nil {
+		return err
+	}
+
+	pool, err := c.openPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := prepareSchema(ctx, pool, *migrate, logger); err != nil {
+		return err
+	}
+	store := storage.New(pool)
+	handler, err := authz.New(cfg, store, logger)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err // "listen tcp :8080: bind: address already in use"
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer)
+
+	// The janitor outlives ctx: it is stopped after the server has drained.
+	janitorCtx, stopJanitor := context.WithCancel(context.WithoutCancel(ctx))
+	var janitorDone sync.WaitGroup
+	if janitorEvery > 0 {
+		janitorDone.Go(func() { runJanitor(janitorCtx, store, janitorEvery, logger) })
+	}
+	defer func() {
+		stopJanitor()
+		janitorDone.Wait()
+	}()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", shutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("requests still running after %v were cut off: %w", shutdownTimeout, err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	stopJanitor()
+	janitorDone.Wait()
+	logger.Info("stopped")
+	return nil
+}
+
+// prepareSchema applies pending migrations when asked, then refuses to go
+// on unless every migration this binary knows is applied.
+func prepareSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool, logger *slog.Logger) error {
+	return pool.AcquireFunc(ctx, func(conn *pgxpool.Conn) error {
+		if migrate {
+			applied, err := storage.Migrate(ctx, conn.Conn())
+			if err != nil {
+				return err
+			}
+			for _, m := range applied {
+				logger.Info("applied migration", "name", migrationName(m))
+			}
+		}
+		list, err := storage.MigrationsStatus(ctx, conn.Conn())
+		if err != nil {
+			return err
+		}
+		if pending := pendingMigrations(list); len(pending) > 0 {
+			return fmt.Errorf("database schema is not up to date: run `authz migrate` (pending: %s)", strings.Join(pending, ", "))
+		}
+		logger.Debug("database schema is up to date", "version", schemaVersion(list))
+		return nil
+	})
+}
+
+// runJanitor deletes expired rows every interval until ctx ends.
+func runJanitor(ctx context.Context, store *storage.Store, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		deleted, err := store.DeleteExpired(ctx, defaultJanitorBatch)
+		if ctx.Err() != nil {
+			return
+		}
+		var attrs []any
+		var total int64
+		for table, n := range deleted {
+			if n > 0 {
+				attrs = append(attrs, slog.Int64(table, n))
+				total += n
+			}
+		}
+		if total > 0 {
+			logger.Info("deleted expired rows", append([]any{slog.Int64("total", total)}, attrs...)...)
+		}
+		if err != nil {
+			logger.Error("delete expired rows", "err", err)
+		}
+	}
+}
+
+// newLogger builds the server's logger from AUTHZ_LOG_LEVEL and
+// AUTHZ_LOG_FORMAT.
+func newLogger(getenv func(string) string, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if v := getenv("AUTHZ_LOG_LEVEL"); v != "" {
+		switch strings.ToLower(v) {
+		case "debug", "info", "warn", "error":
+			_ = level.UnmarshalText([]byte(v))
+		default:
+			return nil, fmt.Errorf("AUTHZ_LOG_LEVEL: %q is not one of debug, info, warn, error", v)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch format := getenv("AUTHZ_LOG_FORMAT"); strings.ToLower(format) {
+	case "", "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("AUTHZ_LOG_FORMAT: %q is not json or text", format)
+	}
+}
+
+// janitorInterval reads AUTHZ_JANITOR_INTERVAL; 0 disables the janitor.
+func janitorInterval(getenv func(string) string) (time.Duration, error) {
+	v := getenv("AUTHZ_JANITOR_INTERVAL")
+	if v == "" {
+		return defaultJanitorInterval, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("AUTHZ_JANITOR_INTERVAL: %q is not a duration like 10m (0 disables the janitor)", v)
+	}
+	return d, nil
+}

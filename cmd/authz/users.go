@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"strings"
+	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/authz/authz/storage"
+)
+
+// Limits on what users choose.
+const (
+	maxUsernameLength = 64
+	minPasswordLength = 8
+	maxPasswordLength = 1024 // beyond this, hashing is just work for nothing
+)
+
+func (c *cli) usersCreate(ctx context.Context, args []string) error {
+	fs := newFlags("users create")
+	dbURL := dbFlag(fs)
+	var u storage.User
+	fs.StringVar(&u.Username, "username", "", "the `username` the user logs in with (required)")
+	passwordStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required)")
+	fs.StringVar(&u.Email, "email", "", "the user's email `address`")
+	fs.StringVar(&u.Name, "name", "", "the user's full `name`")
+	fs.BoolVar(&u.EmailVerified, "email-verified", false, "mark the email address as verified")
+	pos, err := c.parse(fs, "--username USERNAME --password-stdin [flags] < password-file", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("users create: unexpected argument %q (run \"authz users create -h\" for usage)", pos[0])
+	}
+	if u.Username == "" {
+		return usagef("users create: --username is required")
+	}
+	if !*passwordStdin {
+		return usagef("users create: --password-stdin is required: the password is read from standard input, never from a flag")
+	}
+	if err := validateUsername(u.Username); err != nil {
+		return err
+	}
+	if u.Email != "" {
+		if err := validateEmail(u.Email); err != nil {
+			return err
+		}
+	} else if u.EmailVerified {
+		return usagef("users create: --email-verified needs --email")
+	}
+	password, err := readPassword(c.stdin)
+	if err != nil {
+		return err
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	err = store.CreateUser(ctx, &u, password)
+	if errors.Is(err, storage.ErrAlreadyExists) {
+		return fmt.Errorf("username %q is taken", u.Username)
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(c.stdout, &u)
+}
+
+func (c *cli) usersList(ctx context.Context, args []string) error {
+	fs := newFlags("users list")
+	dbURL := dbFlag(fs)
+	format := formatFlag(fs)
+	pos, err := c.parse(fs, "[flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("users list: unexpected argument %q", pos[0])
+	}
+	if err := checkFormat("users list", *format); err != nil {
+		return err
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	all := []*storage.User{}
+	for after := ""; ; {
+		page, err := store.ListUsers(ctx, after, pageSize)
+		if err != nil {
+			return err
+		}
+		all = append(all, page...)
+		if len(page) < pageSize {
+			break
+		}
+		after = page[len(page)-1].Username
+	}
+	if *format == "json" {
+		return writeJSON(c.stdout, all)
+	}
+	if len(all) == 0 {
+		_, err := fmt.Fprintln(c.stderr, "no users yet; add one with: authz users create --username NAME --password-stdin")
+		return err
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USERNAME\tID\tEMAIL\tNAME\tSTATUS\tCREATED")
+	for _, u := range all {
+		status := "active"
+		if u.Disabled {
+			status = "disabled"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Username, u.ID, orDash(u.Email), orDash(u.Name), status,
+			u.CreatedAt.UTC().Format("2006-01-02 15:04:05Z"))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) usersDisable(ctx context.Context, args []string) error {
+	return c.setDisabled(ctx, "users disable", true, args)
+}
+
+func (c *cli) usersEnable(ctx context.Context, args []string) error {
+	return c.setDisabled(ctx, "users enable", false, args)
+}
+
+func (c *cli) setDisabled(ctx context.Context, cmd string, disabled bool, args []string) error {
+	fs := newFlags(cmd)
+	dbURL := dbFlag(fs)
+	pos, err := c.parse(fs, "USERNAME [flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("%s: expected one username (usage: authz %s USERNAME)", cmd, cmd)
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	u, err := userByName(ctx, store, pos[0])
+	if err != nil {
+		return err
+	}
+	if _, err := store.UpdateUser(ctx, u.ID, storage.UserUpdate{Disabled: &disabled}); err != nil {
+		return err
+	}
+	verb := "enabled"
+	if disabled {
+		verb = "disabled"
+	}
+	_, err = fmt.Fprintf(c.stdout, "%s user %s\n", verb, u.Username)
+	return err
+}
+
+func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
+	fs := newFlags("users set-password")
+	dbURL := dbFlag(fs)
+	passwordStdin := fs.Bool("password-stdin", false, "read the new password from the first line of standard input (required)")
+	pos, err := c.parse(fs, "USERNAME --password-stdin [flags] < password-file", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("users set-password: expected one username (usage: authz users set-password USERNAME --password-stdin)")
+	}
+	if !*passwordStdin {
+		return usagef("users set-password: --password-stdin is required: the password is read from standard input, never from a flag")
+	}
+	password, err := readPassword(c.stdin)
+	if err != nil {
+		return err
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	u, err := userByName(ctx, store, pos[0])
+	if err != nil {
+		return err
+	}
+	if _, err := store.UpdateUser(ctx, u.ID, storage.UserUpdate{Password: &password}); err != nil {
+		return err
+	}
+	// Whoever knew the old password must not stay logged in with it.
+	ended, err := store.DeleteUserLoginSessions(ctx, u.ID)
+	if err != nil {
+		return fmt.Errorf("changed the password of user %s, but could not end their login sessions: %w", u.Username, err)
+	}
+	_, err = fmt.Fprintf(c.stdout, "changed the password of user %s (ended %d login sessions)\n", u.Username, ended)
+	return err
+}
+
+func userByName(ctx context.Context, store *storage.Store, username string) (*storage.User, error) {
+	u, err := store.UserByUsername(ctx, username)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("user %q not found", username)
+	}
+	return u, err
+}
+
+// validateUsername allows 1 to 64 characters of valid UTF-8 without
+// whitespace or control characters.
+func validateUsername(name string) error {
+	if !utf8.ValidString(name) {
+		return errors.New("username is not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(name); n < 1 || n > maxUsernameLength {
+		return fmt.Errorf("username %q is %d characters long; it must have 1 to %d", name, n, maxUsernameLength)
+	}
+	for _, r := range name {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+			return fmt.Errorf("username %q must not contain spaces or control characters", name)
+		}
+	}
+	return nil
+}
+
+// validateEmail accepts a bare address (alice@example.com), not a display
+// form ("Alice <alice@example.com>").
+func validateEmail(email string) error {
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Address != email || a.Name != "" {
+		return fmt.Errorf("email %q is not an address like alice@example.com", email)
+	}
+	return nil
+}
+
+// readPassword reads the first line of r, without its line ending.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read the password from stdin: %w", err)
+	}
+	password := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if password == "" {
+		return "", errors.New("empty password on stdin")
+	}
+	if !utf8.ValidString(password) {
+		return "", errors.New("the password on stdin is not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(password); n < minPasswordLength {
+		return "", fmt.Errorf("password too short: it has %d characters; at least %d are required", n, minPasswordLength)
+	}
+	if len(password) > maxPasswordLength {
+		return "", fmt.Errorf("password too long: at most %d bytes", maxPasswordLength)
+	}
+	return password, nil
+}
