@@ -79,7 +79,15 @@ type clientRow = Client
 
 func (c *clientRow) client() (*Client, error) {
 	cl := *c
+	cl.normalize()
 	return &cl, nil
+}
+
+// normalize puts times read from the database in UTC: pgx scans them in
+// the machine's zone.
+func (c *Client) normalize() {
+	c.CreatedAt = c.CreatedAt.UTC()
+	c.UpdatedAt = c.UpdatedAt.UTC()
 }
 
 var clientColumnNames = []string{
@@ -122,6 +130,7 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	if err != nil {
 		return translate("create client", err)
 	}
+	stored.normalize()
 	*c = stored
 	return nil
 }
@@ -143,6 +152,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 	if err != nil {
 		return translate("update client", err)
 	}
+	stored.normalize()
 	*c = stored
 	return nil
 }
@@ -157,6 +167,7 @@ func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
 	if err != nil {
 		return nil, translate("get client", err)
 	}
+	c.normalize()
 	return c, nil
 }
 
@@ -169,6 +180,9 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]*Cl
 		return nil, translate("list clients", err)
 	}
 	cs, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[Client])
+	for _, c := range cs {
+		c.normalize()
+	}
 	return cs, translate("list clients", err)
 }
 

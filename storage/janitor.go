@@ -16,6 +16,9 @@ var expiringTables = []string{
 // statement so no statement holds locks for long. It reports how many rows
 // it deleted from each table.
 func (s *Store) DeleteExpired(ctx context.Context, batch int) (map[string]int64, error) {
+	if batch <= 0 {
+		return nil, fmt.Errorf("delete expired: batch must be positive, got %d", batch)
+	}
 	now := s.now().UTC()
 	deleted := make(map[string]int64)
 	for _, table := range expiringTables {

@@ -28,7 +28,7 @@ func (s *Store) CreateLoginSession(ctx context.Context, userID string, ttl time.
 		return "", nil, fmt.Errorf("create login session: %w", err)
 	}
 	cookie = base64.RawURLEncoding.EncodeToString(b)
-	now := s.now().UTC()
+	now := s.now().UTC().Truncate(time.Microsecond) // what PostgreSQL keeps
 	sess = &LoginSession{UserID: userID, AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	_, err = s.db(ctx).Exec(ctx, `
 		INSERT INTO login_sessions (id_hash, user_id, auth_time, created_at, expires_at)
@@ -53,6 +53,7 @@ func (s *Store) LoginSession(ctx context.Context, cookie string) (*LoginSession,
 	if err != nil {
 		return nil, translate("get login session", err)
 	}
+	sess.AuthTime, sess.CreatedAt, sess.ExpiresAt = sess.AuthTime.UTC(), sess.CreatedAt.UTC(), sess.ExpiresAt.UTC()
 	return sess, nil
 }
 
@@ -84,7 +85,7 @@ type Consent struct {
 // SaveConsent remembers that userID allowed clientID the given scopes,
 // adding to what was allowed before. ttl zero keeps it until withdrawn.
 func (s *Store) SaveConsent(ctx context.Context, userID, clientID string, scopes []string, ttl time.Duration) error {
-	now := s.now().UTC()
+	now := s.now().UTC().Truncate(time.Microsecond)
 	var exp *time.Time
 	if ttl > 0 {
 		e := now.Add(ttl)

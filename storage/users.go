@@ -31,6 +31,12 @@ type User struct {
 // apart by the error.
 var ErrInvalidCredentials = errors.New("invalid username or password")
 
+// normalize puts times read from the database in UTC.
+func (u *User) normalize() {
+	u.CreatedAt = u.CreatedAt.UTC()
+	u.UpdatedAt = u.UpdatedAt.UTC()
+}
+
 const userColumns = `id, username, password_hash, email, email_verified, name, disabled, created_at, updated_at`
 
 // NewUserID returns a random user id (128 bits, hex).
@@ -68,6 +74,7 @@ func (s *Store) CreateUser(ctx context.Context, u *User, password string) error 
 	if err != nil {
 		return translate("create user", err)
 	}
+	stored.normalize()
 	*u = stored
 	return nil
 }
@@ -91,6 +98,7 @@ func (s *Store) oneUser(ctx context.Context, op, sql string, args ...any) (*User
 	if err != nil {
 		return nil, translate(op, err)
 	}
+	u.normalize()
 	return u, nil
 }
 
@@ -103,6 +111,9 @@ func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]*User
 		return nil, translate("list users", err)
 	}
 	us, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[User])
+	for _, u := range us {
+		u.normalize()
+	}
 	return us, translate("list users", err)
 }
 
@@ -116,7 +127,7 @@ type UserUpdate struct {
 }
 
 // UpdateUser changes the given fields of user id and returns the result.
-// Disabling a user also ends their login sessions.
+// Disabling a user also ends their login sessions and revokes their tokens.
 func (s *Store) UpdateUser(ctx context.Context, id string, up UserUpdate) (*User, error) {
 	var hash *string
 	if up.Password != nil {
@@ -143,22 +154,42 @@ func (s *Store) UpdateUser(ctx context.Context, id string, up UserUpdate) (*User
 			return err
 		}
 		if u.Disabled {
-			_, err = s.db(ctx).Exec(ctx, `DELETE FROM login_sessions WHERE user_id = $1`, id)
-			return translate("end sessions of disabled user", err)
+			return s.revokeUser(ctx, id)
 		}
 		return nil
 	})
 	return u, err
 }
 
-// DeleteUser removes a user and, by cascade, their sessions and consents.
+// DeleteUser removes a user, their tokens and, by cascade, their sessions
+// and consents.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
-	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
-	if err != nil {
-		return translate("delete user", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("delete user: %w", ErrNotFound)
+	return s.InTx(ctx, func(ctx context.Context) error {
+		tag, err := s.db(ctx).Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
+		if err != nil {
+			return translate("delete user", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("delete user: %w", ErrNotFound)
+		}
+		return s.revokeUser(ctx, id)
+	})
+}
+
+// revokeUser ends a user's login sessions and revokes every code and token
+// issued for them. Refresh tokens are deactivated rather than deleted, so a
+// later use still counts as reuse.
+func (s *Store) revokeUser(ctx context.Context, id string) error {
+	db := s.db(ctx)
+	for _, q := range []string{
+		`DELETE FROM login_sessions WHERE user_id = $1`,
+		`DELETE FROM access_tokens WHERE subject = $1`,
+		`UPDATE authorization_codes SET active = false WHERE subject = $1 AND active`,
+		`UPDATE refresh_tokens SET active = false WHERE subject = $1 AND active`,
+	} {
+		if _, err := db.Exec(ctx, q, id); err != nil {
+			return translate("revoke user", err)
+		}
 	}
 	return nil
 }
