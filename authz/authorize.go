@@ -85,6 +85,13 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// fosite checks PKCE only when it issues the code; a public client's
+	// request without it is refused before anyone logs in for nothing.
+	if err := h.checkPKCE(client, ar.GetRequestForm()); err != nil {
+		h.authorizeError(w, r, ar, err)
+		return
+	}
+
 	if in.action == "login" {
 		h.login(w, r, ar, client, in)
 		return
@@ -149,6 +156,29 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 	h.setCookie(w, sessionCookie, cookie, sess.ExpiresAt)
 	h.log.Info("login", "user_id", user.ID, "client_id", client.ID)
 	http.Redirect(w, r, h.base+"/oauth2/authorize?"+clientParams(ar).Encode(), http.StatusSeeOther)
+}
+
+// checkPKCE applies fosite's PKCE rules at the start of the flow: public
+// clients must send a challenge, and only S256 (or plain, when allowed).
+func (h *Handler) checkPKCE(client *storage.Client, form url.Values) error {
+	challenge, method := form.Get("code_challenge"), form.Get("code_challenge_method")
+	if challenge == "" {
+		if client.IsPublic() {
+			return fosite.ErrInvalidRequest.WithHint("Clients must include a code_challenge when performing the authorize code flow, but it is missing.")
+		}
+		return nil
+	}
+	switch method {
+	case "S256":
+		return nil
+	case "plain", "":
+		if h.cfg.AllowPlainPKCE {
+			return nil
+		}
+		return fosite.ErrInvalidRequest.WithHint("Clients must use code_challenge_method=S256, plain is not allowed.")
+	default:
+		return fosite.ErrInvalidRequest.WithHintf("The code_challenge_method %q is not supported; use S256.", method)
+	}
 }
 
 // currentUser returns the signed-in user of this browser, or nil.
@@ -261,9 +291,11 @@ func (h *Handler) authorizeError(w http.ResponseWriter, r *http.Request, ar fosi
 }
 
 func (h *Handler) renderAuthorizeError(w http.ResponseWriter, rfc *fosite.RFC6749Error) {
-	status := rfc.CodeField
-	if status == 0 {
-		status = http.StatusBadRequest
+	// The page answers a browser, not a client: a bad request is a 400
+	// even where fosite's error says 401 (an unknown client).
+	status := http.StatusBadRequest
+	if rfc.CodeField >= 500 {
+		status = rfc.CodeField
 	}
 	msg := rfc.GetDescription()
 	if status >= 500 {

@@ -143,6 +143,13 @@ func (c *Config) Validate() error {
 		if len(s) < MinSecretLength {
 			return fmt.Errorf("AUTHZ_SECRETS: secret %d is %d bytes; each must be at least %d", i+1, len(s), MinSecretLength)
 		}
+		// fosite keys its HMAC with the first 32 bytes only, so two secrets
+		// alike there are one secret, and "rotating" to it changes nothing.
+		for j := range i {
+			if string(c.Secrets[j][:MinSecretLength]) == string(s[:MinSecretLength]) {
+				return fmt.Errorf("AUTHZ_SECRETS: secrets %d and %d share their first %d bytes, which are the part that signs; use independent random secrets", j+1, i+1, MinSecretLength)
+			}
+		}
 	}
 	u, err := url.Parse(c.Issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/net/html"
@@ -28,6 +29,7 @@ const testPassword = "correct horse battery staple"
 
 // env is one running authorization server on its own database.
 type env struct {
+	clock  *testClock
 	srv    *httptest.Server
 	store  *storage.Store
 	pool   *pgxpool.Pool
@@ -71,10 +73,12 @@ func newEnvOnPool(t *testing.T, pool *pgxpool.Pool, opts ...envOption) *env {
 	}
 	cfg.Issuer = srv.URL
 	cfg.Secrets = [][]byte{[]byte("test-secret-test-secret-test-secret-0123")}
+	clock := &testClock{}
+	cfg.Now = clock.Now
 	for _, o := range opts {
 		o(&cfg)
 	}
-	store := storage.New(pool)
+	store := storage.New(pool, storage.WithClock(cfg.Now))
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -86,7 +90,25 @@ func newEnvOnPool(t *testing.T, pool *pgxpool.Pool, opts ...envOption) *env {
 	mu.Lock()
 	handler = h
 	mu.Unlock()
-	return &env{srv: srv, store: store, pool: pool, cfg: cfg, issuer: srv.URL}
+	return &env{clock: clock, srv: srv, store: store, pool: pool, cfg: cfg, issuer: srv.URL}
+}
+
+// testClock is the server's clock: real time moved forward by Advance.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
 }
 
 func (e *env) url(path string) string { return e.issuer + path }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
 
 	"github.com/authz/authz/storage"
 )
@@ -30,6 +31,8 @@ type Store interface {
 	Rollback(ctx context.Context) error
 	RevokeAccessToken(ctx context.Context, requestID string) error
 	RevokeRefreshToken(ctx context.Context, requestID string) error
+	GetAuthorizeCodeSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error)
+	InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error
 
 	Authenticate(ctx context.Context, username, password string) (*storage.User, error)
 	User(ctx context.Context, id string) (*storage.User, error)
@@ -48,6 +51,7 @@ type Handler struct {
 	cfg      Config
 	store    Store
 	provider *fosite.Fosite
+	strategy oauth2.CoreStrategy
 	pages    *pages
 	log      *slog.Logger
 	base     string // the issuer's path, under which every route lives
@@ -69,10 +73,12 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 	}
 	p.logger = logger
 	issuer, _ := url.Parse(cfg.Issuer) // Validate parsed it
+	provider, strategy := newProvider(&cfg, store)
 	h := &Handler{
 		cfg:      cfg,
 		store:    store,
-		provider: newProvider(&cfg, store),
+		provider: provider,
+		strategy: strategy,
 		pages:    p,
 		log:      logger,
 		base:     issuer.Path,

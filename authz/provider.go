@@ -25,7 +25,7 @@ func (c *fositeConfig) GetMinParameterEntropy(context.Context) int { return 1 }
 
 // newProvider composes fosite from an explicit list of the grants we
 // support; nothing is enabled that is not listed here.
-func newProvider(cfg *Config, store *storage.Store) *fosite.Fosite {
+func newProvider(cfg *Config, store *storage.Store) (*fosite.Fosite, oauth2.CoreStrategy) {
 	fc := &fositeConfig{Config: &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenLifespan,
 		RefreshTokenLifespan:           cfg.RefreshTokenLifespan,
@@ -71,5 +71,5 @@ func newProvider(cfg *Config, store *storage.Store) *fosite.Fosite {
 			fc.RevocationHandlers.Append(rh)
 		}
 	}
-	return provider
+	return provider, strategy
 }

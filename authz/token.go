@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
+
+	"github.com/authz/authz/storage"
 )
 
 // token serves POST /oauth2/token. The whole exchange runs in one
@@ -21,7 +24,7 @@ import (
 // steps have already been rolled back to their savepoints.
 func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	ctx, err := h.store.BeginTX(r.Context())
+	ctx, err := h.store.BeginTX(storage.WithRequestStart(r.Context(), h.cfg.now()))
 	if err != nil {
 		h.writeAccessError(r.Context(), w, nil, fosite.ErrServerError.WithWrap(err))
 		return
@@ -43,9 +46,18 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) exchange(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
 	ar, err := h.provider.NewAccessRequest(ctx, r, openid.NewDefaultSession())
 	if err != nil {
-		return ar, nil, err
+		if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(supportedGrantTypes, gt) {
+			return ar, nil, fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt)
+		}
+		if errors.Is(err, storage.ErrConcurrentRefresh) {
+			return ar, nil, fosite.ErrInvalidRequest.WithWrap(err).WithHint("The refresh token was rotated by a concurrent request.")
+		}
+		return ar, nil, h.spendCode(ctx, ar, err)
 	}
 	resp, err := h.provider.NewAccessResponse(ctx, ar)
+	if err != nil && !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		return ar, nil, h.spendCode(ctx, ar, err)
+	}
 	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		// Another exchange of this code won the race. This one is a second
 		// use of the code: deny it and revoke what the first use issued
@@ -59,6 +71,32 @@ func (h *Handler) exchange(ctx context.Context, r *http.Request) (fosite.AccessR
 		return ar, nil, fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
 	}
 	return ar, resp, err
+}
+
+// spendCode makes a failed code exchange by the code's own client use the
+// code up. fosite spends a code's PKCE challenge on the first try, right or
+// wrong; the code itself must not outlive it, or a confidential client could
+// redeem it without any verifier at the second try. It returns cause, or a
+// server error when the code could not be spent.
+func (h *Handler) spendCode(ctx context.Context, ar fosite.AccessRequester, cause error) error {
+	if ar == nil || ar.GetClient() == nil || !ar.GetGrantTypes().ExactOne("authorization_code") {
+		return cause
+	}
+	code := ar.GetRequestForm().Get("code")
+	if code == "" {
+		return cause
+	}
+	sig := h.strategy.AuthorizeCodeSignature(ctx, code)
+	stored, err := h.store.GetAuthorizeCodeSession(ctx, sig, openid.NewDefaultSession())
+	if err != nil || stored.GetClient().GetID() != ar.GetClient().GetID() {
+		// Unknown, already used, or another client's code: nothing to spend,
+		// and no client may spend a code that is not its own.
+		return cause
+	}
+	if err := h.store.InvalidateAuthorizeCodeSession(ctx, sig); err != nil && !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	return cause
 }
 
 // writeAccessError writes an RFC 6749 5.2 error. A 401 carries the

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -93,6 +94,7 @@ func (s *Store) createRequest(ctx context.Context, table requestTable, signature
 
 // requestRow is one stored request with its client, read in one query.
 type requestRow struct {
+	RotatedAt         *time.Time
 	RequestID         string
 	RequestedAt       time.Time
 	RequestedScopes   []string
@@ -109,23 +111,43 @@ type requestRow struct {
 // caller's type) from what was stored. It returns the request together with
 // active, so callers decide what an inactive row means for them.
 func (s *Store) getRequest(ctx context.Context, table requestTable, signature string, session fosite.Session) (*fosite.Request, bool, error) {
-	rows, err := s.db(ctx).Query(ctx, `
-		SELECT t.request_id, t.requested_at, t.requested_scopes, t.granted_scopes,
-		       t.requested_audience, t.granted_audience, t.form, t.session, t.active, `+clientColumns("c")+`
-		FROM `+string(table)+` t JOIN clients c ON c.id = t.client_id
-		WHERE t.signature = $1`, signature)
+	row, err := s.getRow(ctx, table, signature)
 	if err != nil {
-		return nil, false, translate("get "+string(table), err)
-	}
-	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[requestRow])
-	if err != nil {
-		return nil, false, translate("get "+string(table), err)
+		return nil, false, err
 	}
 	req, err := row.request(session)
 	if err != nil {
 		return nil, false, fmt.Errorf("get %s: %w", table, err)
 	}
 	return req, row.Active, nil
+}
+
+func (s *Store) getRow(ctx context.Context, table requestTable, signature string) (*requestRow, error) {
+	rotated := "NULL::timestamptz"
+	if table == refreshTable {
+		rotated = "t.rotated_at"
+	}
+	// Inside a transaction a code is read with a row lock: a concurrent
+	// exchange of the same code waits here until the first one has
+	// committed, and then sees the code used, which is a second use.
+	lock := ""
+	if _, inTx := ctx.Value(txKey{}).(pgx.Tx); inTx && table == codesTable {
+		lock = " FOR UPDATE OF t"
+	}
+	rows, err := s.db(ctx).Query(ctx, `
+		SELECT t.request_id, t.requested_at, t.requested_scopes, t.granted_scopes,
+		       t.requested_audience, t.granted_audience, t.form, t.session, t.active,
+		       `+rotated+` AS rotated_at, `+clientColumns("c")+`
+		FROM `+string(table)+` t JOIN clients c ON c.id = t.client_id
+		WHERE t.signature = $1`+lock, signature)
+	if err != nil {
+		return nil, translate("get "+string(table), err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[requestRow])
+	if err != nil {
+		return nil, translate("get "+string(table), err)
+	}
+	return row, nil
 }
 
 func (row *requestRow) request(session fosite.Session) (*fosite.Request, error) {
@@ -236,15 +258,44 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, access
 	return s.createRequest(ctx, refreshTable, signature, r, "access_signature", accessSignature)
 }
 
+// ErrConcurrentRefresh is returned for a refresh token that another request
+// rotated while this one was under way. That is two tabs of one app
+// refreshing at once, not a replay: the request fails and the family lives.
+var ErrConcurrentRefresh = errors.New("the refresh token was rotated by a concurrent request")
+
+// ConcurrentRefreshWindow is how long after a request started a rotation of
+// the token it presents still counts as concurrent with it. It covers the
+// time between the rotating request's UPDATE and its commit, and clock
+// differences between replicas. A replay within the window is refused but
+// does not revoke the family; one after it does.
+const ConcurrentRefreshWindow = 2 * time.Second
+
+type requestStartKey struct{}
+
+// WithRequestStart records when the request that ctx belongs to arrived.
+// GetRefreshTokenSession uses it to tell a concurrent refresh from reuse.
+func WithRequestStart(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, requestStartKey{}, t)
+}
+
 // GetRefreshTokenSession returns the request of a refresh token. A rotated or
 // revoked token returns the request and fosite.ErrInactiveToken, so reuse
-// revokes the whole family.
+// revokes the whole family; one rotated after this request started returns
+// ErrConcurrentRefresh instead.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
-	req, active, err := s.getRequest(ctx, refreshTable, signature, session)
+	row, err := s.getRow(ctx, refreshTable, signature)
 	if err != nil {
 		return nil, err
 	}
-	if !active {
+	req, err := row.request(session)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", refreshTable, err)
+	}
+	if !row.Active {
+		start, ok := ctx.Value(requestStartKey{}).(time.Time)
+		if ok && row.RotatedAt != nil && row.RotatedAt.Add(ConcurrentRefreshWindow).After(start) {
+			return nil, ErrConcurrentRefresh
+		}
 		return req, fosite.ErrInactiveToken
 	}
 	return req, nil
@@ -269,8 +320,8 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	db := s.db(ctx)
 	tag, err := db.Exec(ctx,
-		`UPDATE refresh_tokens SET active = false WHERE signature = $1 AND request_id = $2 AND active`,
-		signature, requestID)
+		`UPDATE refresh_tokens SET active = false, rotated_at = $3 WHERE signature = $1 AND request_id = $2 AND active`,
+		signature, requestID, s.now().UTC())
 	if err != nil {
 		return translate("rotate refresh token", err)
 	}
