@@ -25,6 +25,7 @@ type Config struct {
 	AuthorizeCodeLifespan time.Duration
 	AccessTokenLifespan   time.Duration
 	RefreshTokenLifespan  time.Duration
+	IDTokenLifespan       time.Duration
 	// LoginSessionLifespan is how long a user stays signed in.
 	LoginSessionLifespan time.Duration
 	// ConsentLifespan is how long a remembered consent lasts; 0 keeps it
@@ -47,6 +48,7 @@ const (
 	DefaultAuthorizeCodeLifespan = 10 * time.Minute
 	DefaultAccessTokenLifespan   = time.Hour
 	DefaultRefreshTokenLifespan  = 30 * 24 * time.Hour
+	DefaultIDTokenLifespan       = time.Hour
 	DefaultLoginSessionLifespan  = 24 * time.Hour
 )
 
@@ -63,6 +65,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		AuthorizeCodeLifespan: DefaultAuthorizeCodeLifespan,
 		AccessTokenLifespan:   DefaultAccessTokenLifespan,
 		RefreshTokenLifespan:  DefaultRefreshTokenLifespan,
+		IDTokenLifespan:       DefaultIDTokenLifespan,
 		LoginSessionLifespan:  DefaultLoginSessionLifespan,
 	}
 	if c.Listen == "" {
@@ -85,6 +88,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_CODE_LIFESPAN", &c.AuthorizeCodeLifespan},
 		{"AUTHZ_ACCESS_TOKEN_LIFESPAN", &c.AccessTokenLifespan},
 		{"AUTHZ_REFRESH_TOKEN_LIFESPAN", &c.RefreshTokenLifespan},
+		{"AUTHZ_ID_TOKEN_LIFESPAN", &c.IDTokenLifespan},
 		{"AUTHZ_LOGIN_SESSION_LIFESPAN", &c.LoginSessionLifespan},
 		{"AUTHZ_CONSENT_LIFESPAN", &c.ConsentLifespan},
 	}
@@ -166,6 +170,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshTokenLifespan <= 0 {
 		return fmt.Errorf("AUTHZ_REFRESH_TOKEN_LIFESPAN %s must be positive", c.RefreshTokenLifespan)
+	}
+	if c.IDTokenLifespan <= 0 {
+		return fmt.Errorf("AUTHZ_ID_TOKEN_LIFESPAN %s must be positive", c.IDTokenLifespan)
 	}
 	if c.LoginSessionLifespan <= 0 {
 		return fmt.Errorf("AUTHZ_LOGIN_SESSION_LIFESPAN %s must be positive", c.LoginSessionLifespan)
