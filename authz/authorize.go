@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,16 +56,23 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		r.PostForm.Del(f)
 	}
 
+	// Every redirect to the client passes through rw, which adds iss
+	// (RFC 9207) and drops the stand-in state (below).
+	rw := &clientRedirectWriter{ResponseWriter: w, iss: h.cfg.Issuer}
+	w = rw
 	// OAuth 2.1 lets a client that uses PKCE leave out state, and strict
 	// client libraries do. fosite insists on one, so it gets a stand-in that
 	// never leaves this server: it is dropped from the redirect and from
 	// what our pages carry. Without PKCE, state stays required.
 	if r.Form.Get("state") == "" && r.Form.Get("code_challenge") != "" && r.Form.Get("response_mode") != "form_post" {
 		r.Form.Set("state", standInState)
-		w = &noStateWriter{ResponseWriter: w}
+		rw.dropState = true
 	}
 
 	ar, err := h.provider.NewAuthorizeRequest(ctx, r)
+	if ar != nil && ar.IsRedirectURIValid() {
+		rw.redirect = ar.GetRedirectURI()
+	}
 	if err != nil {
 		h.authorizeError(w, r, ar, err)
 		return
@@ -84,26 +92,48 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithDebug("unexpected client type"))
 		return
 	}
-
 	// fosite checks PKCE only when it issues the code; a public client's
 	// request without it is refused before anyone logs in for nothing.
 	if err := h.checkPKCE(client, ar.GetRequestForm()); err != nil {
 		h.authorizeError(w, r, ar, err)
 		return
 	}
-
-	if in.action == "login" {
-		h.login(w, r, ar, client, in)
+	p, err := parsePrompt(ar.GetRequestForm())
+	if err != nil {
+		h.authorizeError(w, r, ar, err)
 		return
 	}
 
-	user, authTime, err := h.currentUser(ctx, r)
-	if err != nil {
-		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-		return
+	var (
+		user     *storage.User
+		authTime time.Time
+		fresh    bool // the user logged in during this request
+	)
+	if in.action == "login" {
+		if user, authTime, ok = h.login(w, r, ar, client, in); !ok {
+			return
+		}
+		fresh = true
+	} else {
+		if user, authTime, err = h.currentUser(ctx, r); err != nil {
+			h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
+		if user != nil && !h.loginSatisfies(p, in.action, authTime) {
+			if p.none {
+				h.authorizeError(w, r, ar, fosite.ErrLoginRequired.WithHint("The user must log in again (max_age)."))
+				return
+			}
+			h.showLogin(w, r, ar, client, user.Username, "", http.StatusOK)
+			return
+		}
 	}
 	if user == nil {
-		h.showLogin(w, r, ar, client, "", "", http.StatusOK)
+		if p.none {
+			h.authorizeError(w, r, ar, fosite.ErrLoginRequired.WithHint("The user is not logged in."))
+			return
+		}
+		h.showLogin(w, r, ar, client, ar.GetRequestForm().Get("login_hint"), "", http.StatusOK)
 		return
 	}
 
@@ -119,43 +149,101 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		consented := client.SkipConsent
-		if !consented {
+		if !consented && !p.consent {
 			if consented, err = h.store.HasConsent(ctx, user.ID, client.ID, scopes); err != nil {
 				h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 				return
 			}
 		}
 		if !consented {
+			if p.none {
+				h.authorizeError(w, r, ar, fosite.ErrConsentRequired.WithHint("The user has not consented to this request."))
+				return
+			}
 			h.showConsent(w, r, ar, client, user)
 			return
 		}
 	}
-	h.issueCode(w, r, ar, user, authTime)
+	h.issueCode(w, r, ar, user, authTime, p, fresh)
+}
+
+// prompt is what the client asked of the login and consent steps (OpenID
+// Connect Core 3.1.2.1).
+type prompt struct {
+	none, login, consent bool
+	maxAge               time.Duration // 0: no limit
+	hasMaxAge            bool
+}
+
+func parsePrompt(form url.Values) (prompt, error) {
+	var p prompt
+	for _, v := range strings.Fields(form.Get("prompt")) {
+		switch v {
+		case "none":
+			p.none = true
+		case "login", "select_account": // one account per browser: choosing one is logging in
+			p.login = true
+		case "consent":
+			p.consent = true
+		default:
+			return p, fosite.ErrInvalidRequest.WithHintf("Unknown prompt value %q.", v)
+		}
+	}
+	if p.none && (p.login || p.consent) {
+		return p, fosite.ErrInvalidRequest.WithHint("prompt=none cannot be combined with other values.")
+	}
+	if v := form.Get("max_age"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return p, fosite.ErrInvalidRequest.WithHint("max_age must be a non-negative number of seconds.")
+		}
+		p.maxAge, p.hasMaxAge = time.Duration(n)*time.Second, true
+	}
+	return p, nil
+}
+
+// loginSatisfies reports whether an existing login session may serve this
+// request. prompt=login always asks again and max_age bounds the session's
+// age. A decision on the consent page was made by a session that passed
+// these checks when the page was shown (or logged in to see it), so it is
+// accepted while that login is recent.
+func (h *Handler) loginSatisfies(p prompt, action string, authTime time.Time) bool {
+	age := h.cfg.now().Sub(authTime)
+	if action == "allow" || action == "deny" {
+		if p.login || p.hasMaxAge {
+			return age <= h.cfg.AuthorizeCodeLifespan || (!p.login && age <= p.maxAge)
+		}
+		return true
+	}
+	if p.hasMaxAge && age > p.maxAge {
+		return false
+	}
+	return !p.login
 }
 
 // login checks the submitted credentials. On success it starts a login
-// session and sends the browser back to the authorize URL (POST, then 303,
-// then GET), where the flow continues as a signed-in user.
-func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, in pageInput) {
+// session and reports the user, and the flow continues in this response.
+// On failure it has already answered.
+func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, in pageInput) (*storage.User, time.Time, bool) {
 	ctx := r.Context()
 	user, err := h.store.Authenticate(ctx, in.username, in.password)
 	if errors.Is(err, storage.ErrInvalidCredentials) {
 		h.log.Info("login failed", "client_id", client.ID)
 		h.showLogin(w, r, ar, client, in.username, "Incorrect username or password.", http.StatusOK)
-		return
+		return nil, time.Time{}, false
 	}
 	if err != nil {
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-		return
+		return nil, time.Time{}, false
 	}
 	cookie, sess, err := h.store.CreateLoginSession(ctx, user.ID, h.cfg.LoginSessionLifespan)
 	if err != nil {
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-		return
+		return nil, time.Time{}, false
 	}
 	h.setCookie(w, sessionCookie, cookie, sess.ExpiresAt)
 	h.log.Info("login", "user_id", user.ID, "client_id", client.ID)
-	http.Redirect(w, r, h.base+"/oauth2/authorize?"+clientParams(ar).Encode(), http.StatusSeeOther)
+	return user, sess.AuthTime, true
 }
 
 // checkPKCE applies fosite's PKCE rules at the start of the flow: public
@@ -201,14 +289,21 @@ func (h *Handler) currentUser(ctx context.Context, r *http.Request) (*storage.Us
 	return u, sess.AuthTime, err
 }
 
-func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, user *storage.User, authTime time.Time) {
+func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, user *storage.User, authTime time.Time, p prompt, fresh bool) {
 	for _, s := range ar.GetRequestedScopes() {
 		ar.GrantScope(s)
 	}
 	for _, a := range ar.GetRequestedAudience() {
 		ar.GrantAudience(a)
 	}
-	// The code, its PKCE challenge and (later) its OpenID Connect session are
+	// fosite's OpenID Connect checks compare auth_time with the request's
+	// time: prompt=login wants a login no older than the request, which is
+	// what loginSatisfies has made sure of.
+	requestedAt := h.cfg.now().UTC()
+	if p.login || p.hasMaxAge || fresh {
+		requestedAt = authTime.UTC()
+	}
+	// The code, its PKCE challenge and its OpenID Connect session are
 	// written together or not at all: a code without its challenge would be
 	// redeemable without the verifier.
 	ctx, err := h.store.BeginTX(r.Context())
@@ -216,7 +311,7 @@ func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.Au
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	resp, err := h.provider.NewAuthorizeResponse(ctx, ar, h.newSession(user, authTime))
+	resp, err := h.provider.NewAuthorizeResponse(ctx, ar, h.newSession(user, authTime, requestedAt, ar.GetGrantedScopes()))
 	if err == nil {
 		err = h.store.Commit(ctx)
 	}
@@ -228,19 +323,39 @@ func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	h.provider.WriteAuthorizeResponse(r.Context(), w, ar, resp)
 }
 
-func (h *Handler) newSession(user *storage.User, authTime time.Time) *openid.DefaultSession {
-	now := h.cfg.now().UTC()
+// newSession is what the code carries to the token endpoint: the subject,
+// and the ID token's claims with the profile and email claims the granted
+// scopes allow (OpenID Connect Core 5.4).
+func (h *Handler) newSession(user *storage.User, authTime, requestedAt time.Time, scopes fosite.Arguments) *openid.DefaultSession {
 	return &openid.DefaultSession{
 		Subject:  user.ID,
 		Username: user.Username,
 		Claims: &jwt.IDTokenClaims{
-			Subject:     user.ID,
-			Issuer:      h.cfg.Issuer,
-			AuthTime:    authTime.UTC(),
-			RequestedAt: now,
+			Subject:                         user.ID,
+			Issuer:                          h.cfg.Issuer,
+			AuthTime:                        authTime.UTC().Truncate(time.Second),
+			RequestedAt:                     requestedAt.Truncate(time.Second),
+			AuthenticationMethodsReferences: []string{"pwd"},
+			Extra:                           userClaims(user, scopes),
 		},
 		Headers: &jwt.Headers{},
 	}
+}
+
+// userClaims are the standard claims of user that scopes release.
+func userClaims(user *storage.User, scopes fosite.Arguments) map[string]any {
+	claims := map[string]any{}
+	if scopes.Has("profile") {
+		claims["preferred_username"] = user.Username
+		if user.Name != "" {
+			claims["name"] = user.Name
+		}
+	}
+	if scopes.Has("email") && user.Email != "" {
+		claims["email"] = user.Email
+		claims["email_verified"] = user.EmailVerified
+	}
+	return claims
 }
 
 func (h *Handler) showLogin(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, username, message string, status int) {
@@ -390,26 +505,33 @@ var standInState = func() string {
 	return "authz-no-state-" + base64.RawURLEncoding.EncodeToString(b)
 }()
 
-// noStateWriter removes the stand-in state from the redirect to the client.
-type noStateWriter struct {
+// clientRedirectWriter edits the redirect to the client's redirect_uri,
+// whether fosite writes it for a code or an error: it adds the issuer
+// (RFC 9207, so a client can tell which server answered) and removes the
+// stand-in state.
+type clientRedirectWriter struct {
 	http.ResponseWriter
+	redirect  *url.URL // the validated redirect_uri; nil until known
+	iss       string
+	dropState bool
 }
 
-func (w *noStateWriter) WriteHeader(code int) {
-	if loc := w.Header().Get("Location"); loc != "" {
-		if u, err := url.Parse(loc); err == nil {
+func (w *clientRedirectWriter) WriteHeader(code int) {
+	if loc := w.Header().Get("Location"); loc != "" && w.redirect != nil && code >= 300 && code < 400 {
+		if u, err := url.Parse(loc); err == nil && u.Scheme == w.redirect.Scheme && u.Host == w.redirect.Host && u.Path == w.redirect.Path {
 			q := u.Query()
-			if q.Get("state") == standInState {
+			if w.dropState && q.Get("state") == standInState {
 				q.Del("state")
-				u.RawQuery = q.Encode()
-				w.Header().Set("Location", u.String())
 			}
+			q.Set("iss", w.iss)
+			u.RawQuery = q.Encode()
+			w.Header().Set("Location", u.String())
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *noStateWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *clientRedirectWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // clientParams are the authorize parameters as the client sent them.
 func clientParams(ar fosite.AuthorizeRequester) url.Values {

@@ -52,6 +52,8 @@ type Handler struct {
 	store    Store
 	provider *fosite.Fosite
 	strategy oauth2.CoreStrategy
+	keys     *keyManager
+	signer   *keySigner
 	pages    *pages
 	log      *slog.Logger
 	base     string // the issuer's path, under which every route lives
@@ -73,12 +75,20 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 	}
 	p.logger = logger
 	issuer, _ := url.Parse(cfg.Issuer) // Validate parsed it
-	provider, strategy := newProvider(&cfg, store)
+	keys := newKeyManager(store, &cfg, logger)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := keys.ensure(ctx); err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	provider, strategy := newProvider(&cfg, store, keys)
 	h := &Handler{
 		cfg:      cfg,
 		store:    store,
 		provider: provider,
 		strategy: strategy,
+		keys:     keys,
+		signer:   &keySigner{keys: keys},
 		pages:    p,
 		log:      logger,
 		base:     issuer.Path,
@@ -100,10 +110,27 @@ func (h *Handler) routes() http.Handler {
 	sub.Handle("/oauth2/logout", browser.Handler(http.HandlerFunc(h.logout))).Methods(http.MethodGet, http.MethodPost)
 	sub.PathPrefix("/static/").Handler(http.StripPrefix(h.base+"/static/", h.pages.staticHandler()))
 
-	// Endpoints machines call with client credentials.
-	sub.HandleFunc("/oauth2/token", h.token).Methods(http.MethodPost)
+	// Endpoints machines call. Those a browser app (a SPA) calls too allow
+	// any origin: they use no cookies, so a response is only readable by a
+	// page that already holds the code, token or verifier it sent.
 	sub.HandleFunc("/oauth2/introspect", h.introspect).Methods(http.MethodPost)
-	sub.HandleFunc("/oauth2/revoke", h.revoke).Methods(http.MethodPost)
+	for path, handler := range map[string]http.HandlerFunc{
+		"/oauth2/token":                           h.token,
+		"/oauth2/revoke":                          h.revoke,
+		"/userinfo":                               h.userinfo,
+		"/.well-known/openid-configuration":       h.discovery,
+		"/.well-known/oauth-authorization-server": h.discovery,
+		"/.well-known/jwks.json":                  h.keys.serveJWKS,
+	} {
+		methods := []string{http.MethodPost}
+		switch path {
+		case "/userinfo":
+			methods = []string{http.MethodGet, http.MethodPost}
+		case "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server", "/.well-known/jwks.json":
+			methods = []string{http.MethodGet}
+		}
+		sub.Handle(path, allowAnyOrigin(handler)).Methods(append(methods, http.MethodOptions)...)
+	}
 
 	sub.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -135,6 +162,24 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// allowAnyOrigin answers CORS preflights and lets any origin read the
+// response, without credentials (cookies are never sent or honoured).
+func allowAnyOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, POST")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.Set("Access-Control-Expose-Headers", "WWW-Authenticate")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // chain wraps h so that the first middleware is the outermost.

@@ -2,11 +2,16 @@ package authz
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
+	josev4 "github.com/go-jose/go-jose/v4"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/hmac"
+	"github.com/ory/fosite/token/jwt"
 
 	"github.com/authz/authz/storage"
 )
@@ -20,16 +25,25 @@ type fositeConfig struct {
 // GetMinParameterEntropy: fosite by default turns away a state or nonce
 // shorter than 8 characters, which is the client's business, not ours. One
 // character is the least fosite accepts; a request with PKCE and no state at
-// all is handled in authorize (see noStateWriter).
+// all is handled in authorize (see clientRedirectWriter).
 func (c *fositeConfig) GetMinParameterEntropy(context.Context) int { return 1 }
+
+// strategy is what fosite's handlers take as their strategy: opaque HMAC
+// tokens and codes, and ID tokens signed with our keys.
+type strategy struct {
+	oauth2.CoreStrategy
+	openid.OpenIDConnectTokenStrategy
+	jwt.Signer
+}
 
 // newProvider composes fosite from an explicit list of the grants we
 // support; nothing is enabled that is not listed here.
-func newProvider(cfg *Config, store *storage.Store) (*fosite.Fosite, oauth2.CoreStrategy) {
+func newProvider(cfg *Config, store *storage.Store, keys *keyManager) (*fosite.Fosite, oauth2.CoreStrategy) {
 	fc := &fositeConfig{Config: &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenLifespan,
 		RefreshTokenLifespan:           cfg.RefreshTokenLifespan,
 		AuthorizeCodeLifespan:          cfg.AuthorizeCodeLifespan,
+		IDTokenLifespan:                cfg.IDTokenLifespan,
 		GlobalSecret:                   cfg.Secrets[0],
 		RotatedGlobalSecrets:           cfg.Secrets[1:],
 		ScopeStrategy:                  fosite.ExactScopeStrategy,
@@ -40,13 +54,21 @@ func newProvider(cfg *Config, store *storage.Store) (*fosite.Fosite, oauth2.Core
 		ClientSecretsHasher:            storage.SecretHasher{},
 		// A refresh token goes to every client registered for the
 		// refresh_token grant; offline_access is not required (README).
-		RefreshTokenScopes: []string{},
-		TokenURL:           cfg.Issuer + "/oauth2/token",
-		AccessTokenIssuer:  cfg.Issuer,
-		IDTokenIssuer:      cfg.Issuer,
+		RefreshTokenScopes:  []string{},
+		TokenURL:            cfg.Issuer + "/oauth2/token",
+		AccessTokenIssuer:   cfg.Issuer,
+		IDTokenIssuer:       cfg.Issuer,
+		AllowedPromptValues: []string{"none", "login", "consent", "select_account"},
 	}}
-	strategy := oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc)
+	signer := &keySigner{keys: keys}
+	s := &strategy{
+		CoreStrategy:               oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc),
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
+		Signer:                     signer,
+	}
 
+	// Token endpoint handlers run in this order: the OAuth 2.0 ones store
+	// their tokens before the OpenID Connect ones add an ID token.
 	factories := []compose.Factory{
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
@@ -54,10 +76,12 @@ func newProvider(cfg *Config, store *storage.Store) (*fosite.Fosite, oauth2.Core
 		compose.OAuth2PKCEFactory,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
 	}
 	provider := fosite.NewOAuth2Provider(store, fc)
 	for _, factory := range factories {
-		h := factory(fc, store, strategy)
+		h := factory(fc, store, s)
 		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
 			fc.AuthorizeEndpointHandlers.Append(ah)
 		}
@@ -71,5 +95,63 @@ func newProvider(cfg *Config, store *storage.Store) (*fosite.Fosite, oauth2.Core
 			fc.RevocationHandlers.Append(rh)
 		}
 	}
-	return provider, strategy
+	return provider, s.CoreStrategy
 }
+
+// keySigner signs with the current key and verifies with whichever
+// published key the token's kid names, so an id_token_hint signed before a
+// rotation still verifies.
+type keySigner struct {
+	keys *keyManager
+}
+
+var _ jwt.Signer = (*keySigner)(nil)
+
+func (s *keySigner) current() *jwt.DefaultSigner {
+	return &jwt.DefaultSigner{GetPrivateKey: func(ctx context.Context) (any, error) {
+		return s.keys.signingKey(ctx)
+	}}
+}
+
+func (s *keySigner) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.Mapper) (string, string, error) {
+	return s.current().Generate(ctx, claims, header)
+}
+
+func (s *keySigner) Decode(ctx context.Context, token string) (*jwt.Token, error) {
+	return jwt.ParseWithClaims(token, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, errors.New("the token has no kid")
+		}
+		k, err := s.keys.verificationKey(ctx, kid)
+		if err != nil {
+			return nil, err
+		}
+		if alg, _ := t.Header["alg"].(string); alg != k.Algorithm {
+			return nil, fmt.Errorf("the token's alg %q is not its key's %q", alg, k.Algorithm)
+		}
+		return publicKeyOf(k), nil
+	})
+}
+
+func (s *keySigner) Validate(ctx context.Context, token string) (string, error) {
+	if _, err := s.Decode(ctx, token); err != nil {
+		return "", err
+	}
+	return s.GetSignature(ctx, token)
+}
+
+func (s *keySigner) Hash(ctx context.Context, in []byte) ([]byte, error) {
+	return s.current().Hash(ctx, in)
+}
+
+func (s *keySigner) GetSignature(ctx context.Context, token string) (string, error) {
+	return s.current().GetSignature(ctx, token)
+}
+
+func (s *keySigner) GetSigningMethodLength(ctx context.Context) int {
+	return s.current().GetSigningMethodLength(ctx)
+}
+
+// publicKeyOf returns the bare public key of a JWK for verification.
+func publicKeyOf(k *josev4.JSONWebKey) any { return k.Key }

@@ -209,35 +209,3 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	h.provider.WriteRevocationResponse(r.Context(), w, err)
 }
-
-// logout serves /oauth2/logout: GET asks for confirmation, POST ends the
-// browser's login session.
-func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		h.renderAuthorizeError(w, fosite.ErrInvalidRequest.WithHint("The request could not be parsed."))
-		return
-	}
-	if r.Method == http.MethodGet {
-		h.pages.renderLogout(w, http.StatusOK, logoutPage{Action: h.base + "/oauth2/logout", CSRFToken: h.csrfToken(w, r)})
-		return
-	}
-	if !h.csrfValid(r, r.PostForm.Get("csrf_token")) {
-		h.pages.renderError(w, http.StatusForbidden, errorPage{
-			Title: "This form has expired", Message: "For your security the form could not be accepted. Please try again.", Code: "invalid_request"})
-		return
-	}
-	if r.PostForm.Get("action") != "logout" {
-		h.pages.renderError(w, http.StatusOK, errorPage{Title: "You are still signed in", Message: "Nothing was changed."})
-		return
-	}
-	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
-		if err := h.store.DeleteLoginSession(r.Context(), c.Value); err != nil {
-			h.log.Error("logout failed", "err", err)
-			h.renderAuthorizeError(w, fosite.ErrServerError)
-			return
-		}
-	}
-	h.clearCookie(w, sessionCookie)
-	h.pages.renderLoggedOut(w, http.StatusOK, loggedOutPage{})
-}

@@ -28,6 +28,9 @@ Commands:
   users enable USERNAME     let a disabled user log in again
   users set-password USERNAME --password-stdin
                             set a user's password, read from stdin
+  keys rotate               make a new signing key current (--alg RS256 or ES256); the previous
+                            one stays published until the tokens it signed have expired
+  keys list                 list signing keys (a table; --format json for a JSON array)
   janitor                   delete expired codes, tokens and sessions once
   help                      show this help
 
@@ -119,6 +122,8 @@ func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
 			"enable":       c.usersEnable,
 			"set-password": c.usersSetPassword,
 		})
+	case "keys":
+		return c.keys(ctx, args)
 	case "janitor":
 		return c.janitor(ctx, args)
 	}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/authz/authz/authz"
+)
+
+// keys dispatches "authz keys <rotate|list>".
+func (c *cli) keys(ctx context.Context, args []string) error {
+	subs := []string{"rotate", "list"}
+	if len(args) == 0 {
+		return usagef("keys: missing subcommand (one of: %s)", strings.Join(subs, ", "))
+	}
+	switch args[0] {
+	case "rotate":
+		return c.keysRotate(ctx, args[1:])
+	case "list":
+		return c.keysList(ctx, args[1:])
+	case "-h", "--help", "help":
+		_, err := fmt.Fprintf(c.stdout, "Usage: authz keys <%s> [flags]\n\nRun \"authz keys <subcommand> -h\" for its flags.\n",
+			strings.Join(subs, "|"))
+		return err
+	}
+	return usagef("keys: unknown subcommand %q (one of: %s)", args[0], strings.Join(subs, ", "))
+}
+
+// keysRotate makes a new signing key current. The old one stays published
+// until the tokens it signed have expired; running servers switch to the
+// new key within 30 seconds.
+func (c *cli) keysRotate(ctx context.Context, args []string) error {
+	fs := newFlags("keys rotate")
+	dbURL := dbFlag(fs)
+	alg := fs.String("alg", authz.DefaultSigningAlgorithm, "signing `algorithm` of the new key: "+strings.Join(authz.SigningAlgorithms(), " or "))
+	pos, err := c.parse(fs, "[--alg RS256|ES256] [flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("keys rotate: unexpected argument %q", pos[0])
+	}
+	if !slices.Contains(authz.SigningAlgorithms(), *alg) {
+		return usagef("keys rotate: --alg must be %s, not %q", strings.Join(authz.SigningAlgorithms(), " or "), *alg)
+	}
+	// The new key is sealed with the first system secret, and the lifespans
+	// say how long the old key stays published: the server's configuration.
+	cfg, err := authz.ConfigFromEnv(c.getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	kid, err := authz.RotateSigningKey(ctx, store, cfg, *alg)
+	if err != nil {
+		return err
+	}
+	keys, err := authz.SigningKeys(ctx, store)
+	if err != nil {
+		return err
+	}
+	// The key this rotation retired is the one whose rotation time is the
+	// new key's creation time: both are set in the same transaction.
+	var created time.Time
+	for _, k := range keys {
+		if k.KID == kid {
+			created = k.CreatedAt
+		}
+	}
+	for _, k := range keys {
+		if k.RotatedAt != nil && k.RotatedAt.Equal(created) && k.ExpiresAt != nil {
+			_, err = fmt.Fprintf(c.stdout, "rotated: new current key %s (%s); previous key %s stays published until %s\n",
+				kid, *alg, k.KID, k.ExpiresAt.UTC().Format(time.RFC3339))
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(c.stdout, "created first key %s (%s)\n", kid, *alg)
+	return err
+}
+
+func (c *cli) keysList(ctx context.Context, args []string) error {
+	fs := newFlags("keys list")
+	dbURL := dbFlag(fs)
+	format := formatFlag(fs)
+	pos, err := c.parse(fs, "[flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("keys list: unexpected argument %q", pos[0])
+	}
+	if err := checkFormat("keys list", *format); err != nil {
+		return err
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	keys, err := authz.SigningKeys(ctx, store)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		return writeJSON(c.stdout, keys)
+	}
+	if len(keys) == 0 {
+		_, err := fmt.Fprintln(c.stderr, "no signing keys yet; the server creates the first when it starts, or create it with: authz keys rotate")
+		return err
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tALG\tSTATE\tCREATED\tRETIRED\tPUBLISHED UNTIL")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.KID, k.Algorithm, k.State,
+			k.CreatedAt.UTC().Format(time.RFC3339), timeOrDash(k.RotatedAt), timeOrDash(k.ExpiresAt))
+	}
+	return tw.Flush()
+}
+
+func timeOrDash(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
