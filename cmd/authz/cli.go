@@ -31,7 +31,7 @@ Commands:
   keys rotate               make a new signing key current (--alg RS256 or ES256); the previous
                             one stays published until the tokens it signed have expired
   keys list                 list signing keys (a table; --format json for a JSON array)
-  janitor                   delete expired codes, tokens and sessions once
+  janitor                   delete expired rows (codes, tokens, sessions, retired keys) once
   help                      show this help
 
 Run "authz <command> -h" for a command's flags.
@@ -44,8 +44,9 @@ Environment:
   AUTHZ_SECRETS             system secrets, comma-separated, 32+ bytes each; the first signs
                             (generate one with: openssl rand -base64 48)
   AUTHZ_CODE_LIFESPAN, AUTHZ_ACCESS_TOKEN_LIFESPAN, AUTHZ_REFRESH_TOKEN_LIFESPAN,
-  AUTHZ_LOGIN_SESSION_LIFESPAN, AUTHZ_CONSENT_LIFESPAN
+  AUTHZ_ID_TOKEN_LIFESPAN, AUTHZ_LOGIN_SESSION_LIFESPAN, AUTHZ_CONSENT_LIFESPAN
                             lifespans as Go durations (10m, 1h, 720h)
+  AUTHZ_ALLOW_PLAIN_PKCE    accept the plain PKCE method (default false: S256 only)
   AUTHZ_TEMPLATES_DIR       directory of page templates replacing the built-in ones
   AUTHZ_JANITOR_INTERVAL    how often serve deletes expired rows (default 10m; 0 disables)
   AUTHZ_LOG_LEVEL           debug, info, warn or error (default info)
