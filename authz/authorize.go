@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -21,19 +22,25 @@ import (
 	"github.com/authz/authz/storage"
 )
 
-const (
-	sessionCookie = "authz_session"
-	csrfCookie    = "authz_csrf"
-	maxFormBytes  = 64 << 10
-)
+const maxFormBytes = 64 << 10
+
+// cookieNames are the names of our cookies. Under an https issuer at the
+// root of its host they carry the __Host- prefix, which makes the browser
+// refuse them when set by a sibling domain or without Secure.
+func cookieNames(secure bool, base string) (session, csrf string) {
+	if secure && base == "" {
+		return "__Host-authz_session", "__Host-authz_csrf"
+	}
+	return "authz_session", "authz_csrf"
+}
 
 // Fields our own forms add to an authorize request. They are taken out
 // before fosite sees the request, so they never reach storage.
-var pageFields = []string{"action", "csrf_token", "username", "password"}
+var pageFields = []string{"action", "csrf_token", "username", "password", "login_proof"}
 
 // pageInput is what a person submitted on one of our pages.
 type pageInput struct {
-	action, csrf, username, password string
+	action, csrf, username, password, loginProof string
 }
 
 // authorize serves GET and POST /oauth2/authorize: it validates the request
@@ -49,7 +56,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	var in pageInput
 	if r.Method == http.MethodPost {
-		in = pageInput{r.PostForm.Get("action"), r.PostForm.Get("csrf_token"), r.PostForm.Get("username"), r.PostForm.Get("password")}
+		in = pageInput{r.PostForm.Get("action"), r.PostForm.Get("csrf_token"), r.PostForm.Get("username"), r.PostForm.Get("password"), r.PostForm.Get("login_proof")}
 	}
 	for _, f := range pageFields {
 		r.Form.Del(f)
@@ -64,7 +71,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	// client libraries do. fosite insists on one, so it gets a stand-in that
 	// never leaves this server: it is dropped from the redirect and from
 	// what our pages carry. Without PKCE, state stays required.
-	if r.Form.Get("state") == "" && r.Form.Get("code_challenge") != "" && r.Form.Get("response_mode") != "form_post" {
+	if mode := r.Form.Get("response_mode"); r.Form.Get("state") == "" && r.Form.Get("code_challenge") != "" && (mode == "" || mode == "query") {
 		r.Form.Set("state", standInState)
 		rw.dropState = true
 	}
@@ -119,7 +126,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 			h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 			return
 		}
-		if user != nil && !h.loginSatisfies(p, in.action, authTime) {
+		if user != nil && !h.loginSatisfies(r, p, in, client.ID, authTime) {
 			if p.none {
 				h.authorizeError(w, r, ar, fosite.ErrLoginRequired.WithHint("The user must log in again (max_age)."))
 				return
@@ -148,8 +155,13 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	default:
-		consented := client.SkipConsent
-		if !consented && !p.consent {
+		// fosite lets a native app's loopback redirect use any port (RFC
+		// 8252 7.3); any local program could then take a silent code, so
+		// such a public client is always asked for (RFC 8252 8.6).
+		asked := ar.GetRequestForm().Get("redirect_uri")
+		exact := asked == "" || slices.Contains(client.RedirectURIs, asked)
+		consented := client.SkipConsent && (exact || !client.Public)
+		if !consented && !p.consent && (exact || !client.Public) {
 			if consented, err = h.store.HasConsent(ctx, user.ID, client.ID, scopes); err != nil {
 				h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 				return
@@ -160,7 +172,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 				h.authorizeError(w, r, ar, fosite.ErrConsentRequired.WithHint("The user has not consented to this request."))
 				return
 			}
-			h.showConsent(w, r, ar, client, user)
+			h.showConsent(w, r, ar, client, user, authTime)
 			return
 		}
 	}
@@ -204,21 +216,30 @@ func parsePrompt(form url.Values) (prompt, error) {
 
 // loginSatisfies reports whether an existing login session may serve this
 // request. prompt=login always asks again and max_age bounds the session's
-// age. A decision on the consent page was made by a session that passed
-// these checks when the page was shown (or logged in to see it), so it is
-// accepted while that login is recent.
-func (h *Handler) loginSatisfies(p prompt, action string, authTime time.Time) bool {
-	age := h.cfg.now().Sub(authTime)
-	if action == "allow" || action == "deny" {
-		if p.login || p.hasMaxAge {
-			return age <= h.cfg.AuthorizeCodeLifespan || (!p.login && age <= p.maxAge)
-		}
+// age. A decision on the consent page counts when the page carried a proof
+// that this very login passed those checks for this client (loginProof):
+// without it, re-posting a form with action=allow would skip the login.
+func (h *Handler) loginSatisfies(r *http.Request, p prompt, in pageInput, clientID string, authTime time.Time) bool {
+	if !p.login && !p.hasMaxAge {
 		return true
 	}
-	if p.hasMaxAge && age > p.maxAge {
+	if in.action == "allow" || in.action == "deny" {
+		return hmac.Equal([]byte(in.loginProof), []byte(h.loginProof(r, clientID, authTime)))
+	}
+	if p.hasMaxAge && h.cfg.now().Sub(authTime) > p.maxAge {
 		return false
 	}
 	return !p.login
+}
+
+// loginProof binds a login (by its time) to this browser and client, under
+// the system secret.
+func (h *Handler) loginProof(r *http.Request, clientID string, authTime time.Time) string {
+	browser := ""
+	if c, err := r.Cookie(h.csrfCookie); err == nil {
+		browser = c.Value
+	}
+	return csrfMAC(h.cfg.Secrets[0], "login-proof:"+clientID+":"+strconv.FormatInt(authTime.UnixNano(), 10)+":"+browser)
 }
 
 // login checks the submitted credentials. On success it starts a login
@@ -226,11 +247,37 @@ func (h *Handler) loginSatisfies(p prompt, action string, authTime time.Time) bo
 // On failure it has already answered.
 func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, in pageInput) (*storage.User, time.Time, bool) {
 	ctx := r.Context()
+	// Guessing is slowed per username and client address: after
+	// maxLoginFailures failures in loginFailureWindow, that pair waits.
+	key := strings.ToLower(in.username) + "|" + clientAddr(r)
+	failures, err := h.store.LoginFailures(ctx, key, loginFailureWindow)
+	if err != nil {
+		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return nil, time.Time{}, false
+	}
+	if failures >= maxLoginFailures {
+		h.log.Warn("login throttled", "client_id", client.ID, "addr", clientAddr(r))
+		h.showLogin(w, r, ar, client, in.username, "Too many failed attempts. Wait 15 minutes, then try again.", http.StatusTooManyRequests)
+		return nil, time.Time{}, false
+	}
 	user, err := h.store.Authenticate(ctx, in.username, in.password)
 	if errors.Is(err, storage.ErrInvalidCredentials) {
 		h.log.Info("login failed", "client_id", client.ID)
+		if err := h.store.RecordLoginFailure(ctx, key, loginFailureWindow); err != nil {
+			h.log.Error("record login failure", "err", err)
+		}
 		h.showLogin(w, r, ar, client, in.username, "Incorrect username or password.", http.StatusOK)
 		return nil, time.Time{}, false
+	}
+	if errors.Is(err, storage.ErrBusy) {
+		h.log.Warn("login refused: too many password checks in progress")
+		h.showLogin(w, r, ar, client, in.username, "The service is busy. Please try again in a moment.", http.StatusServiceUnavailable)
+		return nil, time.Time{}, false
+	}
+	if err == nil {
+		if cerr := h.store.ClearLoginFailures(ctx, key); cerr != nil {
+			h.log.Error("clear login failures", "err", cerr)
+		}
 	}
 	if err != nil {
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
@@ -241,7 +288,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return nil, time.Time{}, false
 	}
-	h.setCookie(w, sessionCookie, cookie, sess.ExpiresAt)
+	h.setCookie(w, h.sessionCookie, cookie, sess.ExpiresAt)
 	h.log.Info("login", "user_id", user.ID, "client_id", client.ID)
 	return user, sess.AuthTime, true
 }
@@ -269,9 +316,25 @@ func (h *Handler) checkPKCE(client *storage.Client, form url.Values) error {
 	}
 }
 
+// Login throttling.
+const (
+	maxLoginFailures   = 10
+	loginFailureWindow = 15 * time.Minute
+)
+
+// clientAddr is the address the request came from, without the port. Behind
+// a proxy that is the proxy's; see the README.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 // currentUser returns the signed-in user of this browser, or nil.
 func (h *Handler) currentUser(ctx context.Context, r *http.Request) (*storage.User, time.Time, error) {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(h.sessionCookie)
 	if err != nil || c.Value == "" {
 		return nil, time.Time{}, nil
 	}
@@ -369,16 +432,18 @@ func (h *Handler) showLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	})
 }
 
-func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, user *storage.User) {
+func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, user *storage.User, authTime time.Time) {
 	redirect := ar.GetRedirectURI()
 	host := redirect.Host
 	if host == "" {
 		host = redirect.Scheme + ":"
 	}
+	csrf := h.csrfToken(w, r)
+	hidden := append(hiddenFields(clientParams(ar)), hiddenField{Name: "login_proof", Value: h.loginProof(r, client.ID, authTime)})
 	h.pages.renderConsent(w, http.StatusOK, consentPage{
 		Action:       h.base + "/oauth2/authorize",
-		CSRFToken:    h.csrfToken(w, r),
-		Hidden:       hiddenFields(clientParams(ar)),
+		CSRFToken:    csrf,
+		Hidden:       hidden,
 		ClientName:   clientName(client),
 		ClientURI:    client.ClientURI,
 		LogoURI:      client.LogoURI,
@@ -412,7 +477,9 @@ func (h *Handler) renderAuthorizeError(w http.ResponseWriter, rfc *fosite.RFC674
 	if rfc.CodeField >= 500 {
 		status = rfc.CodeField
 	}
-	msg := rfc.GetDescription()
+	// The generic description only: hints can echo what the request said,
+	// and this page speaks with our voice.
+	msg := rfc.DescriptionField
 	if status >= 500 {
 		msg = "The server hit an unexpected problem. Please try again later."
 	}
@@ -444,19 +511,19 @@ func (h *Handler) allowFormRedirect(w http.ResponseWriter, redirect *url.URL) {
 // the cookie's HMAC; a cookie planted by a sibling domain lacks ours.
 func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	value := ""
-	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 32 {
+	if c, err := r.Cookie(h.csrfCookie); err == nil && len(c.Value) >= 32 {
 		value = c.Value
 	} else {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		value = base64.RawURLEncoding.EncodeToString(b)
-		h.setCookie(w, csrfCookie, value, time.Time{})
+		h.setCookie(w, h.csrfCookie, value, time.Time{})
 	}
 	return csrfMAC(h.cfg.Secrets[0], value)
 }
 
 func (h *Handler) csrfValid(r *http.Request, token string) bool {
-	c, err := r.Cookie(csrfCookie)
+	c, err := r.Cookie(h.csrfCookie)
 	if err != nil || c.Value == "" || token == "" {
 		return false
 	}

@@ -165,8 +165,19 @@ func validateRedirectURI(raw string) error {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return invalidRedirect("redirect URI %q must not contain a fragment", raw)
 	}
-	if (u.Scheme == "http" || u.Scheme == "https") && u.Host == "" {
-		return invalidRedirect("redirect URI %q has no host", raw)
+	switch strings.ToLower(u.Scheme) {
+	case "http", "https":
+		if u.Hostname() == "" || strings.ContainsAny(u.Host, "*%") {
+			return invalidRedirect("redirect URI %q needs a host name without wildcards", raw)
+		}
+	case "javascript", "data", "file", "vbscript", "blob", "about":
+		return invalidRedirect("redirect URI %q uses a scheme that cannot receive a code", raw)
+	default:
+		// A native app's private-use scheme is a reverse domain name
+		// (RFC 8252 7.1), such as com.example.app:/callback.
+		if !strings.Contains(u.Scheme, ".") {
+			return invalidRedirect("redirect URI %q: a private-use scheme must be a reverse domain name such as com.example.app", raw)
+		}
 	}
 	// Plain http leaks the code on the wire; it is only for apps on this
 	// machine (RFC 8252 7.3). fosite enforces the same at /authorize.

@@ -41,6 +41,9 @@ type Store interface {
 	DeleteLoginSession(ctx context.Context, cookie string) error
 	SaveConsent(ctx context.Context, userID, clientID string, scopes []string, ttl time.Duration) error
 	HasConsent(ctx context.Context, userID, clientID string, scopes []string) (bool, error)
+	RecordLoginFailure(ctx context.Context, key string, window time.Duration) error
+	LoginFailures(ctx context.Context, key string, window time.Duration) (int, error)
+	ClearLoginFailures(ctx context.Context, key string) error
 	Ping(ctx context.Context) error
 }
 
@@ -57,6 +60,8 @@ type Handler struct {
 	pages    *pages
 	log      *slog.Logger
 	base     string // the issuer's path, under which every route lives
+
+	sessionCookie, csrfCookie string
 	http.Handler
 }
 
@@ -93,6 +98,7 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 		log:      logger,
 		base:     issuer.Path,
 	}
+	h.sessionCookie, h.csrfCookie = cookieNames(cfg.secureCookies(), h.base)
 	h.Handler = h.routes()
 	return h, nil
 }

@@ -146,14 +146,14 @@ func (h *Handler) parseLogout(r *http.Request) (*logoutRequest, error) {
 // endSession deletes the browser's login session and its cookie. It
 // reports false after answering with an error.
 func (h *Handler) endSession(w http.ResponseWriter, r *http.Request) bool {
-	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+	if c, err := r.Cookie(h.sessionCookie); err == nil && c.Value != "" {
 		if err := h.store.DeleteLoginSession(r.Context(), c.Value); err != nil {
 			h.log.Error("logout failed", "err", err)
 			h.renderAuthorizeError(w, fosite.ErrServerError)
 			return false
 		}
 	}
-	h.clearCookie(w, sessionCookie)
+	h.clearCookie(w, h.sessionCookie)
 	return true
 }
 

@@ -24,7 +24,14 @@ import (
 // steps have already been rolled back to their savepoints.
 func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	ctx, err := h.store.BeginTX(storage.WithRequestStart(r.Context(), h.cfg.now()))
+	start := h.cfg.now()
+	// The body is read before a database connection is taken, so a client
+	// that sends it slowly holds nothing but its own socket.
+	if err := r.ParseMultipartForm(maxFormBytes); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		h.writeAccessError(r.Context(), w, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed."))
+		return
+	}
+	ctx, err := h.store.BeginTX(storage.WithRequestStart(r.Context(), start))
 	if err != nil {
 		h.writeAccessError(r.Context(), w, nil, fosite.ErrServerError.WithWrap(err))
 		return
@@ -186,6 +193,10 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 // revokes the access tokens of its grant too; an unknown token is 200.
 func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseMultipartForm(maxFormBytes); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		h.provider.WriteRevocationResponse(r.Context(), w, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed."))
+		return
+	}
 	ctx, err := h.store.BeginTX(r.Context())
 	if err != nil {
 		h.provider.WriteRevocationResponse(r.Context(), w, fosite.ErrServerError.WithWrap(err))

@@ -39,7 +39,14 @@ type Client struct {
 var (
 	_ fosite.Client              = (*Client)(nil)
 	_ fosite.OpenIDConnectClient = (*Client)(nil)
+	_ fosite.ResponseModeClient  = (*Client)(nil)
 )
+
+// GetResponseModes: codes come back in the query, whether the client says
+// response_mode=query or nothing.
+func (c *Client) GetResponseModes() []fosite.ResponseModeType {
+	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
+}
 
 func (c *Client) GetID() string             { return c.ID }
 func (c *Client) GetHashedSecret() []byte   { return []byte(c.SecretHash) }

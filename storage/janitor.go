@@ -9,7 +9,7 @@ import (
 // deleted once it has passed.
 var expiringTables = []string{
 	string(codesTable), string(accessTable), string(refreshTable), string(pkceTable), string(oidcTable),
-	"login_sessions", "consents", "client_assertion_jtis", "signing_keys",
+	"login_sessions", "consents", "client_assertion_jtis", "login_attempts", "signing_keys",
 }
 
 // DeleteExpired deletes rows whose expiry has passed, at most batch rows per

@@ -8,7 +8,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 	"golang.org/x/crypto/argon2"
@@ -31,6 +33,36 @@ const (
 )
 
 var errMismatch = errors.New("secret does not match")
+
+// ErrBusy is returned when too many slow hashes are already running: each
+// takes 19 MiB, so they are capped instead of letting a flood of login
+// attempts exhaust memory.
+var ErrBusy = errors.New("too many password checks in progress")
+
+// argonSlots bounds concurrent Argon2id verifications.
+var argonSlots = make(chan struct{}, max(2, 2*runtime.NumCPU()))
+
+// argonWait is how long a verification waits for a slot.
+const argonWait = 5 * time.Second
+
+// CompareSecretContext is CompareSecret for request paths: Argon2id checks
+// wait at most a few seconds for one of a bounded number of slots.
+func CompareSecretContext(ctx context.Context, hash, secret string) error {
+	if !strings.HasPrefix(hash, argonPrefix) {
+		return CompareSecret(hash, secret)
+	}
+	t := time.NewTimer(argonWait)
+	defer t.Stop()
+	select {
+	case argonSlots <- struct{}{}:
+	case <-t.C:
+		return ErrBusy
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-argonSlots }()
+	return CompareSecret(hash, secret)
+}
 
 // HashPassword hashes a secret a person chose (a password, or a client secret
 // an operator typed) with Argon2id, in the PHC string format.
@@ -119,8 +151,8 @@ type SecretHasher struct{}
 
 var _ fosite.Hasher = SecretHasher{}
 
-func (SecretHasher) Compare(_ context.Context, hash, data []byte) error {
-	return CompareSecret(string(hash), string(data))
+func (SecretHasher) Compare(ctx context.Context, hash, data []byte) error {
+	return CompareSecretContext(ctx, string(hash), string(data))
 }
 
 func (SecretHasher) Hash(_ context.Context, data []byte) ([]byte, error) {

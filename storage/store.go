@@ -144,6 +144,10 @@ func translate(op string, err error) error {
 		switch pgErr.Code {
 		case pgerrcode.UniqueViolation:
 			return fmt.Errorf("%s: %w", op, ErrAlreadyExists)
+		case pgerrcode.CharacterNotInRepertoire, pgerrcode.UntranslatableCharacter:
+			// A key with bytes no text can hold (a NUL, invalid UTF-8)
+			// cannot name a row.
+			return fmt.Errorf("%s: %w", op, fosite.ErrNotFound)
 		case pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected:
 			return fmt.Errorf("%s: %w", op, fosite.ErrSerializationFailure.WithWrap(err))
 		}

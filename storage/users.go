@@ -127,7 +127,8 @@ type UserUpdate struct {
 }
 
 // UpdateUser changes the given fields of user id and returns the result.
-// Disabling a user also ends their login sessions and revokes their tokens.
+// Disabling a user or setting a new password also ends their login
+// sessions and revokes their tokens.
 func (s *Store) UpdateUser(ctx context.Context, id string, up UserUpdate) (*User, error) {
 	var hash *string
 	if up.Password != nil {
@@ -153,7 +154,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, up UserUpdate) (*User
 		if err != nil {
 			return err
 		}
-		if u.Disabled {
+		// A new password or a disabled account ends everything the old
+		// credentials started: after a takeover, the attacker's tokens too.
+		if u.Disabled || up.Password != nil {
 			return s.revokeUser(ctx, id)
 		}
 		return nil
@@ -210,13 +213,18 @@ var dummyHash = sync.OnceValue(func() string {
 func (s *Store) Authenticate(ctx context.Context, username, password string) (*User, error) {
 	u, err := s.UserByUsername(ctx, username)
 	if errors.Is(err, ErrNotFound) {
-		_ = CompareSecret(dummyHash(), password)
+		if err := CompareSecretContext(ctx, dummyHash(), password); errors.Is(err, ErrBusy) || ctx.Err() != nil {
+			return nil, ErrBusy
+		}
 		return nil, ErrInvalidCredentials
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := CompareSecret(u.PasswordHash, password); err != nil {
+	if err := CompareSecretContext(ctx, u.PasswordHash, password); err != nil {
+		if errors.Is(err, ErrBusy) || ctx.Err() != nil {
+			return nil, ErrBusy
+		}
 		return nil, ErrInvalidCredentials
 	}
 	if u.Disabled {

@@ -28,7 +28,8 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	)
 	fs.StringVar(&meta.ClientName, "name", "", "client `name` shown to users on the consent page (required)")
 	fs.StringVar(&meta.ClientID, "id", "", "client `id` (default: generated)")
-	fs.StringVar(&meta.ClientSecret, "secret", "", "client `secret` (default: generated; shown once)")
+	fs.StringVar(&meta.ClientSecret, "secret", "", "client `secret` (default: generated; shown once); visible in ps and shell history, prefer --secret-stdin")
+	secretStdin := fs.Bool("secret-stdin", false, "read the client secret from the first line of standard input")
 	fs.Var(&redirectURIs, "redirect-uri", "redirect `URI`, absolute and without fragment; repeatable")
 	fs.Var(&grantTypes, "grant-type", "grant `type`, repeatable or comma-separated: authorization_code, refresh_token, client_credentials (default authorization_code,refresh_token)")
 	fs.Var(&responseTypes, "response-type", "response `type`, repeatable (default code when the authorization_code grant is used)")
@@ -47,6 +48,16 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	}
 	if strings.TrimSpace(meta.ClientName) == "" {
 		return usagef("clients create: --name is required")
+	}
+	if *secretStdin {
+		if meta.ClientSecret != "" {
+			return usagef("clients create: --secret and --secret-stdin cannot go together")
+		}
+		secret, err := readPassword(c.stdin)
+		if err != nil {
+			return fmt.Errorf("client secret: %w", err)
+		}
+		meta.ClientSecret = secret
 	}
 	if public {
 		if isSet(fs, "auth-method") && meta.TokenEndpointAuthMethod != "none" {

@@ -54,6 +54,16 @@ func (c *cli) openPool(ctx context.Context, flagValue string) (*pgxpool.Pool, er
 	if err != nil {
 		return nil, parseError(raw, err)
 	}
+	// pgx defaults to max(4, CPUs) connections, which a few slow clients
+	// could hold; pool_max_conns in the URL still wins.
+	if !strings.Contains(raw, "pool_max_conns") {
+		cfg.MaxConns = 32
+	}
+	// A transaction left idle (a bug, or a client stalling mid-request) is
+	// ended by the server instead of holding its connection and locks.
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "30000"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, unreachable(ctx, cfg.ConnConfig.Config, err)

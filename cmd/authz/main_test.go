@@ -484,12 +484,16 @@ func TestUsers(t *testing.T) {
 		t.Errorf("authenticate a re-enabled user: %v", err)
 	}
 
-	if _, _, err := store.CreateLoginSession(ctx, u.ID, time.Hour); err != nil {
+	cookie, _, err := store.CreateLoginSession(ctx, u.ID, time.Hour)
+	if err != nil {
 		t.Fatal(err)
 	}
 	out = mustRun(t, e, "battery staple\n", "users", "set-password", "alice", "--password-stdin")
-	if !strings.HasPrefix(out, "changed the password of user alice") || !strings.Contains(out, "ended 1 login sessions") {
+	if out != "changed the password of user alice; their sessions and tokens are revoked\n" {
 		t.Errorf("users set-password printed %q", out)
+	}
+	if _, err := store.LoginSession(ctx, cookie); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("login session after a password change: %v, want it ended", err)
 	}
 	if _, err := store.Authenticate(ctx, "alice", "battery staple"); err != nil {
 		t.Errorf("authenticate with the new password: %v", err)
