@@ -172,7 +172,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 				h.authorizeError(w, r, ar, fosite.ErrConsentRequired.WithHint("The user has not consented to this request."))
 				return
 			}
-			h.showConsent(w, r, ar, client, user, authTime)
+			h.showConsent(w, r, ar, client, user, authTime, p)
 			return
 		}
 	}
@@ -224,7 +224,18 @@ func (h *Handler) loginSatisfies(r *http.Request, p prompt, in pageInput, client
 		return true
 	}
 	if in.action == "allow" || in.action == "deny" {
-		return hmac.Equal([]byte(in.loginProof), []byte(h.loginProof(r, clientID, authTime)))
+		// The consent page was shown within the code's lifespan of the
+		// login, and max_age still held then.
+		age := h.cfg.now().Sub(authTime)
+		if age > h.cfg.AuthorizeCodeLifespan && (!p.hasMaxAge || age > p.maxAge+h.cfg.AuthorizeCodeLifespan) {
+			return false
+		}
+		for _, secret := range h.cfg.Secrets {
+			if hmac.Equal([]byte(in.loginProof), []byte(loginProof(secret, r, h.csrfCookie, p, clientID, authTime))) {
+				return true
+			}
+		}
+		return false
 	}
 	if p.hasMaxAge && h.cfg.now().Sub(authTime) > p.maxAge {
 		return false
@@ -232,14 +243,23 @@ func (h *Handler) loginSatisfies(r *http.Request, p prompt, in pageInput, client
 	return !p.login
 }
 
-// loginProof binds a login (by its time) to this browser and client, under
-// the system secret.
-func (h *Handler) loginProof(r *http.Request, clientID string, authTime time.Time) string {
+// loginProof binds a login (by its time) to this browser, this client and
+// what the request demanded of the login (prompt=login, max_age), under a
+// system secret: a proof made for a request that demanded less does not
+// serve one that demands more.
+func loginProof(secret []byte, r *http.Request, cookieName string, p prompt, clientID string, authTime time.Time) string {
 	browser := ""
-	if c, err := r.Cookie(h.csrfCookie); err == nil {
+	if c, err := r.Cookie(cookieName); err == nil {
 		browser = c.Value
 	}
-	return csrfMAC(h.cfg.Secrets[0], "login-proof:"+clientID+":"+strconv.FormatInt(authTime.UnixNano(), 10)+":"+browser)
+	demand := "none"
+	if p.login {
+		demand = "login"
+	}
+	if p.hasMaxAge {
+		demand += ",max_age=" + strconv.FormatInt(int64(p.maxAge/time.Second), 10)
+	}
+	return csrfMAC(secret, "login-proof:"+clientID+":"+demand+":"+strconv.FormatInt(authTime.UnixNano(), 10)+":"+browser)
 }
 
 // login checks the submitted credentials. On success it starts a login
@@ -432,14 +452,14 @@ func (h *Handler) showLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	})
 }
 
-func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, user *storage.User, authTime time.Time) {
+func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, user *storage.User, authTime time.Time, p prompt) {
 	redirect := ar.GetRedirectURI()
 	host := redirect.Host
 	if host == "" {
 		host = redirect.Scheme + ":"
 	}
 	csrf := h.csrfToken(w, r)
-	hidden := append(hiddenFields(clientParams(ar)), hiddenField{Name: "login_proof", Value: h.loginProof(r, client.ID, authTime)})
+	hidden := append(hiddenFields(clientParams(ar)), hiddenField{Name: "login_proof", Value: loginProof(h.cfg.Secrets[0], r, h.csrfCookie, p, client.ID, authTime)})
 	h.pages.renderConsent(w, http.StatusOK, consentPage{
 		Action:       h.base + "/oauth2/authorize",
 		CSRFToken:    csrf,

@@ -62,6 +62,7 @@ type Handler struct {
 	base     string // the issuer's path, under which every route lives
 
 	sessionCookie, csrfCookie string
+	crossOrigin               *http.CrossOriginProtection
 	http.Handler
 }
 
@@ -99,6 +100,7 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 		base:     issuer.Path,
 	}
 	h.sessionCookie, h.csrfCookie = cookieNames(cfg.secureCookies(), h.base)
+	h.crossOrigin = http.NewCrossOriginProtection()
 	h.Handler = h.routes()
 	return h, nil
 }
@@ -109,11 +111,13 @@ func (h *Handler) routes() http.Handler {
 	if h.base == "" {
 		sub = r
 	}
-	browser := http.NewCrossOriginProtection()
+	browser := h.crossOrigin
 
 	// Pages a person uses in a browser: cross-origin form posts refused.
 	sub.Handle("/oauth2/authorize", browser.Handler(http.HandlerFunc(h.authorize))).Methods(http.MethodGet, http.MethodPost)
-	sub.Handle("/oauth2/logout", browser.Handler(http.HandlerFunc(h.logout))).Methods(http.MethodGet, http.MethodPost)
+	// Logout takes cross-site POSTs from relying parties (RP-initiated
+	// logout); it checks the origin itself for our own confirmation form.
+	sub.HandleFunc("/oauth2/logout", h.logout).Methods(http.MethodGet, http.MethodPost)
 	sub.PathPrefix("/static/").Handler(http.StripPrefix(h.base+"/static/", h.pages.staticHandler()))
 
 	// Endpoints machines call. Those a browser app (a SPA) calls too allow

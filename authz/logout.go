@@ -48,8 +48,20 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	}
 
 	action := ""
+	if r.Method == http.MethodPost && r.PostForm.Get("action") == "" {
+		// A relying party's form post (RP-initiated logout allows POST). It
+		// comes cross-site, so our SameSite=Lax session cookie is not with
+		// it: send the browser to the same request as a top-level GET, which
+		// carries the cookie.
+		q := url.Values{}
+		for _, f := range lr.hidden {
+			q.Set(f.Name, f.Value)
+		}
+		http.Redirect(w, r, h.base+"/oauth2/logout?"+q.Encode(), http.StatusSeeOther)
+		return
+	}
 	if r.Method == http.MethodPost {
-		if !h.csrfValid(r, r.PostForm.Get("csrf_token")) {
+		if err := h.crossOrigin.Check(r); err != nil || !h.csrfValid(r, r.PostForm.Get("csrf_token")) {
 			h.pages.renderError(w, http.StatusForbidden, errorPage{
 				Title: "This form has expired", Message: "For your security the form could not be accepted. Please try again.", Code: "invalid_request"})
 			return

@@ -278,14 +278,12 @@ func TestPromptNone(t *testing.T) {
 			"header only":        head + "..",
 			"unknown kid, RS256": "eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vcGUifQ.eyJzdWIiOiJ4In0.c2ln",
 		} {
-			req := r.request("st-none-6", map[string]string{"prompt": "none", "id_token_hint": bad})
-			p := b.get(req.url)
-			if p.status != http.StatusSeeOther {
-				t.Fatalf("%s: want an error redirect, got %d\n%s", name, p.status, p.body)
-			}
-			loc := p.location(t)
-			wantErrorLocation(t, loc, rpCallback, "invalid_request", req.state)
-			wantIss(t, loc, e.issuer)
+			t.Run(name, func(t *testing.T) {
+				req := r.request("st-none-6", map[string]string{"prompt": "none", "id_token_hint": bad})
+				p := b.get(req.url)
+				wantRedirectError(t, p, rpCallback, "invalid_request", req.state)
+				wantIss(t, p.location(t), e.issuer)
+			})
 		}
 	})
 
@@ -366,19 +364,27 @@ func TestPromptLogin(t *testing.T) {
 	}
 }
 
-// TestReauthenticationCannotBeSkipped: the login page that prompt=login or
-// max_age shows carries a CSRF token and the authorize parameters; posting
-// it back with action=allow instead of a password must not count as the
-// new login the client asked for.
+// TestReauthenticationCannotBeSkipped: when prompt=login or max_age asks
+// for a new login, no form of ours posted back with action=allow counts as
+// one: neither the login page itself nor the consent page of the same
+// request made without that requirement (prompt=consent instead), with the
+// requirement put back into its hidden fields.
 func TestReauthenticationCannotBeSkipped(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name   string
-		params map[string]string
-		age    time.Duration
+		params map[string]string // what the client asks for
+		age    time.Duration     // how old the session is
+		// borrowed: the form comes from the consent page of the request
+		// with these parameters instead, and is posted with params.
+		borrowed map[string]string
 	}{
-		{"prompt=login", map[string]string{"prompt": "login"}, 0},
-		{"max_age=60, session 2m old", map[string]string{"max_age": "60"}, 2 * time.Minute},
+		{name: "prompt=login, login page", params: map[string]string{"prompt": "login"}},
+		{name: "max_age=60, login page", params: map[string]string{"max_age": "60"}, age: 2 * time.Minute},
+		{name: "prompt=login, consent page of prompt=consent",
+			params: map[string]string{"prompt": "login"}, age: time.Minute, borrowed: map[string]string{"prompt": "consent"}},
+		{name: "max_age=60, consent page of prompt=consent",
+			params: map[string]string{"max_age": "60"}, age: 2 * time.Minute, borrowed: map[string]string{"prompt": "consent"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -391,11 +397,38 @@ func TestReauthenticationCannotBeSkipped(t *testing.T) {
 			if tc.age > 0 {
 				ageSession(t, e, alice.ID, tc.age)
 			}
-			p := b.get(r.request("st-skip", tc.params).url)
+			req := r.request("st-skip", tc.params)
+			p := b.get(req.url)
 			wantLoginPage(t, p, tc.name)
-			res := b.submit(p, p.form(t), map[string]string{"action": "allow"})
-			if res.status == http.StatusSeeOther && res.location(t).Query().Get("code") != "" {
-				t.Fatalf("Allow posted from the login page skipped the login: code issued, redirected to %s", res.location(t))
+
+			set := map[string]string{"action": "allow"}
+			if tc.borrowed != nil {
+				// The same request (state, nonce, PKCE challenge) without
+				// the requirement shows the consent page at once.
+				u, _ := url.Parse(req.url)
+				q := u.Query()
+				for k := range tc.params {
+					q.Del(k)
+				}
+				for k, v := range tc.borrowed {
+					q.Set(k, v)
+				}
+				u.RawQuery = q.Encode()
+				if p = b.get(u.String()); !isConsentPage(p) {
+					t.Fatalf("want the consent page of %v, got %d\n%s", tc.borrowed, p.status, p.body)
+				}
+				for k := range tc.borrowed {
+					set[k] = ""
+				}
+				maps.Copy(set, tc.params)
+			}
+			res := b.submit(p, p.form(t), set)
+			if res.status == http.StatusSeeOther {
+				if loc := res.location(t); loc.Query().Get("code") != "" {
+					_, idt := r.redeem(t, loc, req)
+					t.Fatalf("the new login was skipped: a code for %v, ID token auth_time %v (%v ago)",
+						tc.params, authTime(t, idt), time.Since(authTime(t, idt)).Round(time.Second))
+				}
 			}
 			wantLoginPage(t, res, "Allow posted instead of a login")
 		})
@@ -626,7 +659,9 @@ func TestUserinfo(t *testing.T) {
 		}
 	}
 
-	// The refresh token is no access token.
+	// RFC 6750 3.1: no token is a bare challenge; a bad one invalid_token;
+	// one without openid insufficient_scope. A refresh token is no access
+	// token.
 	errs := []struct {
 		name   string
 		token  string
@@ -644,7 +679,11 @@ func TestUserinfo(t *testing.T) {
 	for _, tc := range errs {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			wantBearerError(t, userinfoCall(t, e, http.MethodGet, tc.token, tc.inBody), tc.status, tc.code)
+			method := http.MethodGet
+			if tc.inBody {
+				method = http.MethodPost
+			}
+			wantBearerError(t, userinfoCall(t, e, method, tc.token, tc.inBody), tc.status, tc.code)
 		})
 	}
 
@@ -846,9 +885,15 @@ func TestLogout(t *testing.T) {
 		req := newRequest(t, http.MethodPost, e.url("/oauth2/logout"), "application/x-www-form-urlencoded", body)
 		req.Header.Set("Origin", "https://rp.example.com")
 		req.Header.Set("Sec-Fetch-Site", "cross-site")
-		res := send(t, req) // no cookies: SameSite=Lax keeps them off a cross-site POST
-		p := &page{status: res.status, header: res.header, body: string(res.body), url: req.URL}
-		wantSignedOutAt(t, followOnServer(t, e, b, p), state)
+		// No cookies go with it (SameSite=Lax); those it sets are kept.
+		res := send(t, req)
+		b.c.Jar.SetCookies(req.URL, cookiesOf(res.header))
+		p := followOnServer(t, e, b, &page{status: res.status, header: res.header, body: string(res.body), url: req.URL})
+		// Where the server cannot see the session it may ask first.
+		if p.status == http.StatusOK {
+			p = followOnServer(t, e, b, b.submit(p, wantConfirmation(t, p), map[string]string{"action": "logout"}))
+		}
+		wantSignedOutAt(t, p, state)
 		wantSignedOut(t, b, u)
 	})
 
