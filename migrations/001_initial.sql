@@ -66,8 +66,7 @@ CREATE INDEX access_tokens_expires_at_idx ON access_tokens (expires_at);
 CREATE TABLE refresh_tokens (LIKE authorization_codes INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
 ALTER TABLE refresh_tokens ADD PRIMARY KEY (signature),
     ADD FOREIGN KEY (client_id) REFERENCES clients (id) ON DELETE CASCADE,
-    ADD COLUMN access_signature text NOT NULL DEFAULT '',
-    ADD COLUMN rotated_at timestamptz;
+    ADD COLUMN access_signature text NOT NULL DEFAULT '';
 CREATE INDEX refresh_tokens_request_id_idx ON refresh_tokens (request_id);
 CREATE INDEX refresh_tokens_expires_at_idx ON refresh_tokens (expires_at);
 
