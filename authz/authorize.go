@@ -269,13 +269,15 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 	ctx := r.Context()
 	// Guessing is slowed per username and client address: after
 	// maxLoginFailures failures in loginFailureWindow, that pair waits.
-	key := strings.ToLower(in.username) + "|" + clientAddr(r)
-	failures, err := h.store.LoginFailures(ctx, key, loginFailureWindow)
+	// The attempt is counted before the password is checked, so
+	// simultaneous attempts cannot all slip under the limit.
+	key := strings.ReplaceAll(strings.ToValidUTF8(strings.ToLower(in.username), "?"), "\x00", "?") + "|" + clientAddr(r)
+	attempts, err := h.store.RecordLoginAttempt(ctx, key, loginFailureWindow)
 	if err != nil {
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return nil, time.Time{}, false
 	}
-	if failures >= maxLoginFailures {
+	if attempts > maxLoginFailures {
 		h.log.Warn("login throttled", "client_id", client.ID, "addr", clientAddr(r))
 		h.showLogin(w, r, ar, client, in.username, "Too many failed attempts. Wait 15 minutes, then try again.", http.StatusTooManyRequests)
 		return nil, time.Time{}, false
@@ -283,9 +285,6 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 	user, err := h.store.Authenticate(ctx, in.username, in.password)
 	if errors.Is(err, storage.ErrInvalidCredentials) {
 		h.log.Info("login failed", "client_id", client.ID)
-		if err := h.store.RecordLoginFailure(ctx, key, loginFailureWindow); err != nil {
-			h.log.Error("record login failure", "err", err)
-		}
 		h.showLogin(w, r, ar, client, in.username, "Incorrect username or password.", http.StatusOK)
 		return nil, time.Time{}, false
 	}

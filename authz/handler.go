@@ -41,8 +41,7 @@ type Store interface {
 	DeleteLoginSession(ctx context.Context, cookie string) error
 	SaveConsent(ctx context.Context, userID, clientID string, scopes []string, ttl time.Duration) error
 	HasConsent(ctx context.Context, userID, clientID string, scopes []string) (bool, error)
-	RecordLoginFailure(ctx context.Context, key string, window time.Duration) error
-	LoginFailures(ctx context.Context, key string, window time.Duration) (int, error)
+	RecordLoginAttempt(ctx context.Context, key string, window time.Duration) (int, error)
 	ClearLoginFailures(ctx context.Context, key string) error
 	Ping(ctx context.Context) error
 }
