@@ -101,20 +101,7 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 }
 
 func (c *cli) clientsList(ctx context.Context, args []string) error {
-	fs := newFlags("clients list")
-	dbURL := dbFlag(fs)
-	format := formatFlag(fs)
-	pos, err := c.parse(fs, "[flags]", args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("clients list: unexpected argument %q", pos[0])
-	}
-	if err := checkFormat("clients list", *format); err != nil {
-		return err
-	}
-	store, closeStore, err := c.openStore(ctx, *dbURL)
+	store, format, closeStore, err := c.openForList(ctx, "clients list", args)
 	if err != nil {
 		return err
 	}

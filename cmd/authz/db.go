@@ -212,3 +212,27 @@ func shortCause(ctx context.Context, err error) string {
 	}
 	return oneLine(err.Error())
 }
+
+// openForList parses the flags every list command shares (--database-url,
+// --format, no arguments) and opens the store; close it when done. The
+// format pointer is what --format said.
+func (c *cli) openForList(ctx context.Context, name string, args []string) (*storage.Store, *string, func(), error) {
+	fs := newFlags(name)
+	dbURL := dbFlag(fs)
+	format := formatFlag(fs)
+	pos, err := c.parse(fs, "[flags]", args)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(pos) > 0 {
+		return nil, nil, nil, usagef("%s: unexpected argument %q", name, pos[0])
+	}
+	if err := checkFormat(name, *format); err != nil {
+		return nil, nil, nil, err
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return store, format, closeStore, nil
+}

@@ -89,20 +89,7 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 }
 
 func (c *cli) keysList(ctx context.Context, args []string) error {
-	fs := newFlags("keys list")
-	dbURL := dbFlag(fs)
-	format := formatFlag(fs)
-	pos, err := c.parse(fs, "[flags]", args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("keys list: unexpected argument %q", pos[0])
-	}
-	if err := checkFormat("keys list", *format); err != nil {
-		return err
-	}
-	store, closeStore, err := c.openStore(ctx, *dbURL)
+	store, format, closeStore, err := c.openForList(ctx, "keys list", args)
 	if err != nil {
 		return err
 	}

@@ -74,20 +74,7 @@ func (c *cli) usersCreate(ctx context.Context, args []string) error {
 }
 
 func (c *cli) usersList(ctx context.Context, args []string) error {
-	fs := newFlags("users list")
-	dbURL := dbFlag(fs)
-	format := formatFlag(fs)
-	pos, err := c.parse(fs, "[flags]", args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("users list: unexpected argument %q", pos[0])
-	}
-	if err := checkFormat("users list", *format); err != nil {
-		return err
-	}
-	store, closeStore, err := c.openStore(ctx, *dbURL)
+	store, format, closeStore, err := c.openForList(ctx, "users list", args)
 	if err != nil {
 		return err
 	}
