@@ -93,9 +93,10 @@ func TestConfidentialFlow(t *testing.T) {
 			if info := e.introspect(t, tok.AccessToken, rs.ClientID, rs.ClientSecret); info["active"] != false {
 				t.Errorf("the access token of a rotated refresh token is still active: %v", info)
 			}
-			if info := e.introspect(t, tok.RefreshToken, rs.ClientID, rs.ClientSecret); info["active"] != false {
-				t.Errorf("a rotated refresh token is still active: %v", info)
-			}
+			// Refresh tokens are active only to the client that owns them.
+			wantActive(t, e, client, tok2.RefreshToken, true, "the new refresh token, to its own client")
+			wantActive(t, e, rs, tok2.RefreshToken, false, "a refresh token, to a client it was not issued to")
+			wantActive(t, e, client, tok.RefreshToken, false, "a rotated refresh token")
 			if info := e.introspect(t, tok2.AccessToken, rs.ClientID, rs.ClientSecret); info["active"] != true {
 				t.Fatalf("refreshed access token inactive: %v", info)
 			}
@@ -110,11 +111,8 @@ func TestConfidentialFlow(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("revoke: %d %s", resp.StatusCode, body)
 			}
-			for _, tk := range []string{tok2.AccessToken, tok2.RefreshToken} {
-				if info := e.introspect(t, tk, rs.ClientID, rs.ClientSecret); info["active"] != false {
-					t.Errorf("revoked token still active: %v", info)
-				}
-			}
+			wantActive(t, e, rs, tok2.AccessToken, false, "the access token of a revoked refresh token")
+			wantActive(t, e, client, tok2.RefreshToken, false, "a revoked refresh token, to its own client")
 		})
 	}
 }

@@ -222,9 +222,19 @@ func refreshForm(refresh string) url.Values {
 }
 
 // wantActive asserts what introspection by resource server rs says of token.
-func wantActive(t *testing.T, e *env, rs authz.ClientMetadata, token string, want bool, what string) {
+// wantActive introspects token as client c (authenticating the way c is
+// registered to) and checks whether it is active.
+func wantActive(t *testing.T, e *env, c authz.ClientMetadata, token string, want bool, what string) {
 	t.Helper()
-	info := e.introspect(t, token, rs.ClientID, rs.ClientSecret)
+	form, id, secret := withCreds(c, url.Values{"token": {token}})
+	resp, body := postForm(t, e.url("/oauth2/introspect"), form, id, secret)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: introspect as %s: %d %s", what, c.ClientID, resp.StatusCode, body)
+	}
+	var info map[string]any
+	if err := json.Unmarshal(body, &info); err != nil {
+		t.Fatalf("%s: %v\n%s", what, err, body)
+	}
 	if info["active"] != want {
 		t.Fatalf("%s: active = %v, want %v: %v", what, info["active"], want, info)
 	}
@@ -964,7 +974,9 @@ func TestCodeReuse(t *testing.T) {
 			wantActive(t, f.e, f.rs, first.AccessToken, true, "first access token")
 			wantOAuthError(t, f.e.tokenAs(t, tc.c, form), http.StatusBadRequest, "invalid_grant")
 			wantActive(t, f.e, f.rs, first.AccessToken, false, "access token of a reused code")
-			wantActive(t, f.e, f.rs, first.RefreshToken, false, "refresh token of a reused code")
+			if tc.c.TokenEndpointAuthMethod != "none" { // a public client cannot introspect
+				wantActive(t, f.e, tc.c, first.RefreshToken, false, "refresh token of a reused code")
+			}
 			wantOAuthError(t, f.e.tokenAs(t, tc.c, refreshForm(first.RefreshToken)), http.StatusBadRequest, "invalid_grant")
 			// A third use is refused just the same.
 			wantOAuthError(t, f.e.tokenAs(t, tc.c, form), http.StatusBadRequest, "invalid_grant")
@@ -1067,8 +1079,9 @@ func TestRefreshReuse(t *testing.T) {
 		// Later it is a replay: the whole family is revoked.
 		e.clock.Advance(storage.ConcurrentRefreshWindow + time.Second)
 		wantOAuthError(t, e.tokenAs(t, c, refreshForm(r1.RefreshToken)), http.StatusBadRequest, "invalid_grant")
-		for what, tok := range map[string]string{"newest access token": r3.AccessToken, "newest refresh token": r3.RefreshToken} {
-			wantActive(t, e, f.rs, tok, false, c.TokenEndpointAuthMethod+": after reuse, "+what)
+		wantActive(t, e, f.rs, r3.AccessToken, false, c.TokenEndpointAuthMethod+": after reuse, newest access token")
+		if c.TokenEndpointAuthMethod != "none" { // a public client cannot introspect
+			wantActive(t, e, c, r3.RefreshToken, false, c.TokenEndpointAuthMethod+": after reuse, newest refresh token")
 		}
 		wantOAuthError(t, e.tokenAs(t, c, refreshForm(r3.RefreshToken)), http.StatusBadRequest, "invalid_grant")
 		// A second reuse of the same token is refused just the same.
@@ -1272,7 +1285,7 @@ func TestRevocation(t *testing.T) {
 	}
 	wantActive(t, e, f.rs, a.AccessToken, false, "revoked access token")
 	wantActive(t, e, f.rs, b.AccessToken, true, "access token of another grant")
-	wantActive(t, e, f.rs, b.RefreshToken, true, "refresh token of another grant")
+	wantActive(t, e, f.basic, b.RefreshToken, true, "refresh token of another grant, to its own client")
 	tokens(t, e.tokenAs(t, f.basic, refreshForm(b.RefreshToken)))
 }
 
@@ -1325,7 +1338,7 @@ func TestSecretRotation(t *testing.T) {
 	wantActive(t, f.e, f.rs, r.AccessToken, false, "new-secret token on a server that only knows the old secret")
 
 	for what, tok := range map[string]string{"access": b.AccessToken, "refresh": b.RefreshToken} {
-		r := post(t, dropped.url("/oauth2/introspect"), url.Values{"token": {tok}}, f.rs.ClientID, f.rs.ClientSecret)
+		r := post(t, dropped.url("/oauth2/introspect"), url.Values{"token": {tok}}, f.basic.ClientID, f.basic.ClientSecret)
 		if strings.TrimSpace(string(r.body)) != `{"active":false}` {
 			t.Fatalf("old-secret %s token with the old secret dropped: want inactive\n%s", what, r)
 		}

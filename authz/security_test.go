@@ -689,7 +689,7 @@ func TestSecurityPasswordChangeRevokesTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantActive(t, e, rs, a.AccessToken, false, "alice's access token after her password change")
-	wantActive(t, e, rs, a.RefreshToken, false, "alice's refresh token after her password change")
+	wantActive(t, e, client, a.RefreshToken, false, "alice's refresh token after her password change")
 	wantOAuthError(t, e.tokenAs(t, client, refreshForm(a.RefreshToken)), http.StatusBadRequest, "invalid_grant")
 	wantOAuthError(t, e.tokenAs(t, client, exchangeForm(pending, appCallback)), http.StatusBadRequest, "invalid_grant")
 

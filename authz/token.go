@@ -156,6 +156,13 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"active":false}`))
 		return
 	}
+	// A refresh token is active only to the client it was issued to. A
+	// resource server has no business with one, and one that checks only
+	// active and scope would otherwise take it for a bearer token.
+	if use == fosite.RefreshToken && ar.GetClient().GetID() != client.GetID() {
+		_, _ = w.Write([]byte(`{"active":false}`))
+		return
+	}
 	sess := ar.GetSession()
 	out := map[string]any{
 		"active":    true,
