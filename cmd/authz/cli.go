@@ -16,6 +16,8 @@ Usage:
 
 Commands:
   serve                     run the server (--migrate applies pending migrations first)
+  dev                       run a development server with a demo user and demo clients, on a
+                            private PostgreSQL kept in ./.data unless a database is configured
   migrate                   apply pending database migrations
   migrate status            list migrations and whether each is applied
   clients create            register a client; prints it as JSON, with its secret (shown once)
@@ -106,6 +108,8 @@ func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
 		return err
 	case "serve":
 		return c.serve(ctx, args)
+	case "dev":
+		return c.dev(ctx, args)
 	case "migrate":
 		return c.migrate(ctx, args)
 	case "clients":

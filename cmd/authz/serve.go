@@ -86,8 +86,27 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err // "listen tcp :8080: bind: address already in use"
 	}
+	srv := &server{handler: handler, store: store, janitorEvery: janitorEvery, issuer: cfg.Issuer, logger: logger}
+	return srv.run(ctx, ln)
+}
+
+// server is what serve and dev run once everything is ready: the HTTP
+// server and the janitor.
+type server struct {
+	handler      http.Handler
+	store        *storage.Store // the janitor's
+	janitorEvery time.Duration  // 0 disables the janitor
+	issuer       string         // for the log
+	logger       *slog.Logger
+}
+
+// run serves on ln (and closes it) until ctx ends, then shuts down
+// gracefully: in-flight requests finish (up to shutdownTimeout), then the
+// janitor stops. The caller closes the pool afterwards.
+func (s *server) run(ctx context.Context, ln net.Listener) error {
+	logger := s.logger
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           s.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -97,13 +116,13 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer)
+	logger.Info("listening", "addr", ln.Addr().String(), "issuer", s.issuer)
 
 	// The janitor outlives ctx: it is stopped after the server has drained.
 	janitorCtx, stopJanitor := context.WithCancel(context.WithoutCancel(ctx))
 	var janitorDone sync.WaitGroup
-	if janitorEvery > 0 {
-		janitorDone.Go(func() { runJanitor(janitorCtx, store, janitorEvery, logger) })
+	if s.janitorEvery > 0 {
+		janitorDone.Go(func() { runJanitor(janitorCtx, s.store, s.janitorEvery, logger) })
 	}
 	defer func() {
 		stopJanitor()

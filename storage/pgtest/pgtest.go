@@ -18,7 +18,7 @@
 // The databases come from the server that AUTHZ_TEST_DATABASE_URL names (the
 // role must be allowed to create databases) or, when it is unset, from a
 // throwaway cluster that the first NewDatabase of the test process starts
-// from the local PostgreSQL binaries (see FindBinaries and Start). The schema
+// from the local PostgreSQL binaries (internal/pgcluster). The schema
 // is migrated once per process into a template database; each test's
 // database is a copy of it (CREATE DATABASE ... TEMPLATE). When no server can
 // be had, every test that asks fails, saying what to install: they never
@@ -29,9 +29,7 @@
 // SIGTERM. A test binary killed outright (SIGKILL, or go test's -timeout
 // panic) leaves its temporary directories (/tmp/authz-pg-*, and the data in
 // /dev/shm/authz-pg-data-*) behind, though on Linux the server goes with it.
-//
-// Start and Cluster are usable outside tests too, e.g. for a development
-// server with a persistent data directory. PostgreSQL 13 or later is needed.
+// PostgreSQL 13 or later is needed.
 package pgtest
 
 import (
@@ -51,6 +49,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/authz/authz/internal/pgcluster"
 	"github.com/authz/authz/storage"
 )
 
@@ -169,8 +168,8 @@ func (h *harness) teardown() error {
 // source is where test databases come from: a server we can create
 // databases on, and the migrated template to copy.
 type source struct {
-	cluster  *Cluster // nil on the server AUTHZ_TEST_DATABASE_URL names
-	admin    string   // URL of the database to run CREATE/DROP DATABASE from
+	cluster  *pgcluster.Cluster // nil on the server AUTHZ_TEST_DATABASE_URL names
+	admin    string             // URL of the database to run CREATE/DROP DATABASE from
 	url      func(database string) string
 	template string
 
@@ -187,9 +186,9 @@ func newSource(ctx context.Context) (*source, error) {
 		s.admin = env
 		s.url = func(database string) string { return withDatabase(env, database) }
 	} else {
-		c, err := Start(ctx, Options{Logf: verboseLogf})
+		c, err := pgcluster.Start(ctx, pgcluster.Options{Logf: verboseLogf})
 		if err != nil {
-			return nil, fmt.Errorf("start a test cluster: %w", err)
+			return nil, fmt.Errorf("start a test cluster: %w", withInstallHint(err))
 		}
 		s.cluster, s.admin, s.url = c, c.URL("postgres"), c.URL
 	}
@@ -197,6 +196,14 @@ func newSource(ctx context.Context) (*source, error) {
 		return nil, errors.Join(err, s.close())
 	}
 	return s, nil
+}
+
+// withInstallHint says what to do when there is no PostgreSQL to start.
+func withInstallHint(err error) error {
+	if errors.Is(err, pgcluster.ErrNoBinaries) {
+		return fmt.Errorf("%w; install them (Debian: apt-get install -y postgresql) or set %s", err, envURL)
+	}
+	return err
 }
 
 func verboseLogf(format string, args ...any) {

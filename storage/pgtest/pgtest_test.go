@@ -2,16 +2,15 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/authz/authz/internal/pgcluster"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -79,124 +78,6 @@ func TestNewDatabaseParallel(t *testing.T) {
 	}
 }
 
-func TestPersistentDataDir(t *testing.T) {
-	// As root the server runs as 'postgres', which cannot enter the 0700
-	// directories t.TempDir makes; so the data lives in one it can enter.
-	parent, err := os.MkdirTemp("", "pgtest-persistent-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(parent) })
-	if err := os.Chmod(parent, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(parent, "nested", "pg")
-	start := func() *Cluster {
-		t.Helper()
-		c, err := Start(t.Context(), Options{DataDir: dataDir, Logf: t.Logf})
-		if err != nil {
-			t.Fatalf("start: %v", err)
-		}
-		t.Cleanup(func() { c.Stop() })
-		return c
-	}
-
-	c := start()
-	conn := connect(t, c.URL("postgres"))
-	var listen string
-	if err := conn.QueryRow(t.Context(), "SHOW listen_addresses").Scan(&listen); err != nil {
-		t.Fatal(err)
-	}
-	if listen != "" {
-		t.Errorf("listen_addresses = %q, want none: the cluster must not listen on TCP", listen)
-	}
-	if fi, err := os.Stat(c.runDir); err != nil {
-		t.Error(err)
-	} else if fi.Mode().Perm() != 0o700 {
-		t.Errorf("socket directory %s has mode %v, want 0700", c.runDir, fi.Mode().Perm())
-	}
-	if _, err := conn.Exec(t.Context(), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')"); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(t.Context())
-	pid, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Stop(); err != nil {
-		t.Fatalf("stop: %v", err)
-	}
-	if _, err := os.Stat(c.runDir); !os.IsNotExist(err) {
-		t.Errorf("socket directory %s still there after Stop (%v)", c.runDir, err)
-	}
-	leaveStalePID(t, dataDir, pid)
-
-	c = start()
-	conn = connect(t, c.URL("postgres"))
-	var v string
-	if err := conn.QueryRow(t.Context(), "SELECT v FROM kept").Scan(&v); err != nil {
-		t.Fatalf("read back after restart: %v", err)
-	}
-	if v != "still here" {
-		t.Fatalf("read back %q", v)
-	}
-}
-
-// leaveStalePID puts back the postmaster.pid a server had, naming a process
-// that is gone, as after a crash.
-func leaveStalePID(t *testing.T, dataDir string, pidFile []byte) {
-	t.Helper()
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
-		t.Fatal(err)
-	}
-	_, rest, _ := strings.Cut(string(pidFile), "\n")
-	path := filepath.Join(dataDir, "postmaster.pid")
-	if err := os.WriteFile(path, fmt.Appendf(nil, "%d\n%s", gone.Process.Pid, rest), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	if err := os.Chown(path, int(st.Uid), int(st.Gid)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestFindBinaries(t *testing.T) {
-	t.Setenv("PATH", t.TempDir()) // nothing on PATH
-
-	empty := t.TempDir()
-	_, err := findBinaries(empty)
-	want := "no PostgreSQL server binaries found (looked on PATH and in " + empty + "/*/bin); " +
-		"install them (Debian: apt-get install -y postgresql) or set AUTHZ_TEST_DATABASE_URL"
-	if err == nil || err.Error() != want {
-		t.Fatalf("findBinaries(empty) error = %v, want %s", err, want)
-	}
-
-	root := t.TempDir()
-	for _, v := range []string{"9.6", "15", "10", "16", "common"} {
-		dir := filepath.Join(root, v, "bin")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if v == "16" {
-			continue // a leftover directory without binaries
-		}
-		for _, name := range []string{"initdb", "postgres"} {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	got, err := findBinaries(root)
-	if want := filepath.Join(root, "15", "bin"); err != nil || got != want {
-		t.Fatalf("findBinaries = %q, %v; want %q", got, err, want)
-	}
-}
-
 func TestWithDatabase(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"postgres://u:p@db.example:5433/postgres?sslmode=require", "postgres://u:p@db.example:5433/x?sslmode=require"},
@@ -212,5 +93,18 @@ func TestWithDatabase(t *testing.T) {
 		} else if cfg.Database != "x" {
 			t.Errorf("pgx.ParseConfig(%q): database %q, want x", got, cfg.Database)
 		}
+	}
+}
+
+func TestInstallHint(t *testing.T) {
+	missing := fmt.Errorf("%w (looked on PATH and in /usr/lib/postgresql/*/bin)", pgcluster.ErrNoBinaries)
+	want := "no PostgreSQL server binaries found (looked on PATH and in /usr/lib/postgresql/*/bin); " +
+		"install them (Debian: apt-get install -y postgresql) or set AUTHZ_TEST_DATABASE_URL"
+	if got := withInstallHint(missing); got.Error() != want || !errors.Is(got, pgcluster.ErrNoBinaries) {
+		t.Errorf("withInstallHint = %v, want %s", got, want)
+	}
+	other := errors.New("initdb failed")
+	if got := withInstallHint(other); got != other {
+		t.Errorf("withInstallHint(other) = %v, want it unchanged", got)
 	}
 }

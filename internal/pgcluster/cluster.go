@@ -1,4 +1,12 @@
-package pgtest
+// Package pgcluster runs a private PostgreSQL server from the local
+// PostgreSQL binaries: a throwaway one for tests (storage/pgtest), or one
+// with a persistent data directory for development (authz dev).
+//
+// The server never listens on TCP; its only socket is in a private
+// directory, reachable by its own OS user and root. initdb and postgres
+// refuse to run as root, so as root they run as the 'postgres' user.
+// PostgreSQL 13 or later is needed.
+package pgcluster
 
 import (
 	"bytes"
@@ -36,7 +44,8 @@ const (
 type Options struct {
 	// DataDir keeps the cluster's data. Empty: a temporary directory removed
 	// by Stop. Non-empty: persistent; initialised on first use, reused on
-	// later starts (dev mode will keep it under ./.data/pg).
+	// later starts (authz dev keeps it under ./.data/pg). As root, the
+	// 'postgres' user must be able to reach it: see CheckReachable.
 	DataDir string
 	// Durable keeps fsync on. Test clusters turn fsync, full_page_writes and
 	// synchronous_commit off for speed; dev mode sets Durable.
@@ -63,9 +72,14 @@ type Cluster struct {
 	stopErr  error
 }
 
+// ErrNoBinaries is returned (wrapped) by FindBinaries and Start when no
+// PostgreSQL server binaries are installed. Callers add what to do about it.
+var ErrNoBinaries = errors.New("no PostgreSQL server binaries found")
+
 // FindBinaries returns the directory holding the PostgreSQL server binaries
 // (initdb and postgres). It looks on PATH, then in
-// /usr/lib/postgresql/*/bin, highest version first.
+// /usr/lib/postgresql/*/bin, highest version first. When there are none,
+// the error wraps ErrNoBinaries.
 func FindBinaries() (binDir string, err error) {
 	return findBinaries(searchRoot)
 }
@@ -89,8 +103,7 @@ func findBinaries(root string) (string, error) {
 			return dir, nil
 		}
 	}
-	return "", fmt.Errorf("no PostgreSQL server binaries found (looked on PATH and in %s/*/bin); "+
-		"install them (Debian: apt-get install -y postgresql) or set %s", root, envURL)
+	return "", fmt.Errorf("%w (looked on PATH and in %s/*/bin)", ErrNoBinaries, root)
 }
 
 func hasServer(dir string) bool {
@@ -329,6 +342,9 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	}
 }
 
+// DataDir returns the absolute path of the cluster's data directory.
+func (c *Cluster) DataDir() string { return c.dataDir }
+
 // URL returns a pgx-compatible connection URL for database on this cluster.
 func (c *Cluster) URL(database string) string {
 	u := url.URL{
@@ -426,6 +442,33 @@ func (a account) own(dir string) error {
 	return nil
 }
 
+// UnreachableError says that, running as root, the server's 'postgres'
+// user cannot reach Dir because it may not enter Blocker.
+type UnreachableError struct {
+	Dir, Blocker string
+	Mode         fs.FileMode // Blocker's permission bits
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("running as root, the server runs as the 'postgres' user, which cannot reach %s "+
+		"because it may not enter %s (mode %#o); use a data directory outside it, run as a normal user, "+
+		"or let it through with chmod o+x %s", e.Dir, e.Blocker, e.Mode, e.Blocker)
+}
+
+// CheckReachable reports whether the account the server would run as can
+// reach dir, as Start requires of a persistent data directory: nil when not
+// running as root (the server runs as the current user); as root, an
+// *UnreachableError naming the first directory above dir that the 'postgres'
+// user may not enter, or an error if there is no such user. dir itself need
+// not exist yet, but its parent must. Symbolic links are followed.
+func CheckReachable(dir string) error {
+	owner, err := serverAccount()
+	if err != nil {
+		return err
+	}
+	return owner.checkReachable(dir)
+}
+
 // checkReachable fails, naming the culprit, if some directory above dir is
 // not searchable by the account. (Permission bits only; ACLs are ignored.)
 // The current user needs no check: it made the directory.
@@ -433,7 +476,7 @@ func (a account) checkReachable(dir string) error {
 	if a.cred == nil {
 		return nil
 	}
-	real, err := filepath.EvalSymlinks(dir)
+	real, err := resolve(dir)
 	if err != nil {
 		return fmt.Errorf("resolve %s: %w", dir, err)
 	}
@@ -443,14 +486,33 @@ func (a account) checkReachable(dir string) error {
 			return fmt.Errorf("check access to %s: %w", dir, err)
 		}
 		if !a.searchable(fi) {
-			return fmt.Errorf("running as root, the server runs as the 'postgres' user, which cannot reach %s "+
-				"because it may not enter %s (mode %#o); use a data directory outside it, run as a normal user, "+
-				"or let it through with chmod o+x %s", dir, d, fi.Mode().Perm(), d)
+			return &UnreachableError{Dir: dir, Blocker: d, Mode: fi.Mode().Perm()}
 		}
 		if d == filepath.Dir(d) {
 			return nil
 		}
 	}
+}
+
+// resolve returns the absolute path of path with symbolic links evaluated;
+// the last element of path need not exist.
+func resolve(path string) (string, error) {
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return real, err
+	}
+	if _, lerr := os.Lstat(path); lerr == nil {
+		return "", err // a dangling symbolic link
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(parent, filepath.Base(path)), nil
 }
 
 func (a account) searchable(fi fs.FileInfo) bool {

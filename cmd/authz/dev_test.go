@@ -1,0 +1,625 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/html"
+
+	"github.com/authz/authz/internal/pgcluster"
+	"github.com/authz/authz/storage"
+)
+
+// lockedBuffer is a bytes.Buffer that a running command writes while the
+// test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// devRun is one running "authz dev".
+type devRun struct {
+	t      *testing.T
+	cancel context.CancelFunc
+	done   chan error
+	stdout *lockedBuffer
+	logs   *logSink
+	issuer string
+
+	// What the banner printed.
+	password, bffSecret, apiSecret, authorizeURL string
+}
+
+// startDev runs "authz dev" on a free port with dataDir and waits until it
+// answers.
+func startDev(t *testing.T, e env, dataDir string) *devRun {
+	t.Helper()
+	e = maps.Clone(e)
+	e["AUTHZ_LOG_FORMAT"] = "json" // logSink reads JSON
+	ctx, cancel := context.WithCancel(t.Context())
+	d := &devRun{t: t, cancel: cancel, done: make(chan error, 1), stdout: &lockedBuffer{},
+		logs: &logSink{listening: make(chan string, 1)}}
+	t.Cleanup(func() { d.stop() })
+	go func() {
+		d.done <- run(ctx, []string{"dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir},
+			e.get, strings.NewReader(""), d.stdout, d.logs)
+	}()
+	var addr string
+	select {
+	case addr = <-d.logs.listening:
+	case err := <-d.done:
+		d.done <- err // for stop
+		t.Fatalf("dev returned before listening: %v\nstdout:\n%s\nlog:\n%s", err, d.stdout, d.logs)
+	case <-time.After(time.Minute):
+		t.Fatalf("dev not listening after a minute\nstdout:\n%s\nlog:\n%s", d.stdout, d.logs)
+	}
+	d.issuer = "http://" + addr
+	waitHealthy(t, d.issuer)
+
+	banner := d.stdout.String()
+	for _, f := range []struct {
+		dst *string
+		re  string
+	}{
+		{&d.password, `user\s+alice, (password \S+|who existed already)`},
+		{&d.bffSecret, `demo-bff\s+secret (\S+)`},
+		{&d.apiSecret, `demo-api\s+secret (\S+)`},
+		{&d.authorizeURL, `(http://\S+/oauth2/authorize\?\S+)`},
+	} {
+		m := regexp.MustCompile(f.re).FindStringSubmatch(banner)
+		if m == nil {
+			t.Fatalf("banner does not match %s:\n%s", f.re, banner)
+		}
+		*f.dst = strings.TrimPrefix(m[1], "password ")
+	}
+	return d
+}
+
+// waitHealthy polls /healthz until it answers 200, for at most 10 seconds.
+func waitHealthy(t *testing.T, issuer string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(issuer + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s/healthz: %v", issuer, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop cancels the run (Ctrl-C) and checks that it ends cleanly. Only the
+// first call checks.
+func (d *devRun) stop() {
+	d.t.Helper()
+	if d.cancel == nil {
+		return
+	}
+	d.cancel()
+	d.cancel = nil
+	select {
+	case err := <-d.done:
+		if err != nil {
+			d.t.Errorf("dev after Ctrl-C: %v\nlog:\n%s", err, d.logs)
+		}
+	case <-time.After(time.Minute):
+		d.t.Errorf("dev still running a minute after Ctrl-C\nlog:\n%s", d.logs)
+	}
+}
+
+func TestDev(t *testing.T) {
+	t.Parallel()
+	e := dbEnv(t)
+	dataDir := filepath.Join(t.TempDir(), ".data")
+
+	first := startDev(t, e, dataDir)
+	wantAuthorize := first.issuer + "/oauth2/authorize?response_type=code&client_id=demo-bff" +
+		"&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcallback&scope=openid%20profile%20contacts&state=demo"
+	if first.authorizeURL != wantAuthorize {
+		t.Errorf("authorize URL in the banner:\n%s\nwant\n%s", first.authorizeURL, wantAuthorize)
+	}
+	banner := first.stdout.String()
+	for _, want := range []string{
+		"authz dev is running at " + first.issuer + "\n",
+		first.issuer + "/.well-known/openid-configuration",
+		"curl -s -u demo-bff:" + first.bffSecret + " " + first.issuer + "/oauth2/token -d grant_type=authorization_code" +
+			" -d redirect_uri=http://localhost:3000/callback -d code=CODE",
+		"curl -s -u demo-api:" + first.apiSecret + " " + first.issuer + "/oauth2/introspect -d token=ACCESS_TOKEN",
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner does not contain %q:\n%s", want, banner)
+		}
+	}
+	if n := strings.Count(banner, "\n"); n > 25 {
+		t.Errorf("banner has %d lines, want at most 25:\n%s", n, banner)
+	}
+	store := openStore(t, e)
+	checkDemoData(t, store)
+	for _, name := range []string{"secret", "demo.json"} {
+		if fi, err := os.Stat(filepath.Join(dataDir, name)); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
+		}
+	}
+	// A database was configured: no cluster of our own.
+	if _, err := os.Lstat(filepath.Join(dataDir, "pg")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s/pg exists (%v), though a database was configured", dataDir, err)
+	}
+
+	// The newcomer's flow, with what the banner printed.
+	tok := authorizeAndExchange(t, first, true)
+	if got := introspect(t, first.issuer, tok.AccessToken, first.apiSecret); got["active"] != true || got["username"] != "alice" {
+		t.Errorf("introspect the new access token: %v", got)
+	}
+	first.stop()
+
+	// A restart changes nothing, shows the same credentials, and the token
+	// issued before it is still good (the system secret was kept).
+	second := startDev(t, e, dataDir)
+	if second.password != first.password || second.bffSecret != first.bffSecret || second.apiSecret != first.apiSecret {
+		t.Errorf("credentials changed on restart: password %q→%q, bff %q→%q, api %q→%q", first.password, second.password,
+			first.bffSecret, second.bffSecret, first.apiSecret, second.apiSecret)
+	}
+	checkDemoData(t, store)
+	if got := introspect(t, second.issuer, tok.AccessToken, second.apiSecret); got["active"] != true {
+		t.Errorf("access token from before the restart: %v", got)
+	}
+	if log := second.logs.String(); strings.Contains(log, "created") || strings.Contains(log, `"level":"WARN"`) {
+		t.Errorf("second start created or reset something:\n%s", log)
+	}
+	second.stop()
+
+	// Without the credentials file (deleted, or the database seeded from
+	// another data directory), the demo clients get new secrets, so that the
+	// ones printed work. An alice with another password is left alone: she
+	// may be someone's own.
+	if err := os.Remove(filepath.Join(dataDir, "demo.json")); err != nil {
+		t.Fatal(err)
+	}
+	third := startDev(t, e, dataDir)
+	if third.bffSecret == first.bffSecret || third.apiSecret == first.apiSecret {
+		t.Errorf("client secrets not replaced: %q, %q", third.bffSecret, third.apiSecret)
+	}
+	if want := "user       alice, who existed already (her password was not set by authz dev)"; !strings.Contains(third.stdout.String(), want) {
+		t.Errorf("banner does not say %q:\n%s", want, third.stdout)
+	}
+	checkDemoData(t, store)
+	log := third.logs.String()
+	for _, want := range []string{"gave a demo client a new secret", "exists already with a password not in"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log does not say %q:\n%s", want, log)
+		}
+	}
+	// The new secrets work (any confidential client may introspect), and
+	// alice's token was not touched.
+	if got := introspect(t, third.issuer, tok.AccessToken, third.apiSecret); got["active"] != true {
+		t.Errorf("introspect with demo-api's new secret: %v", got)
+	}
+	status, body := postBasic(t, third.issuer+"/oauth2/introspect", url.Values{"token": {tok.AccessToken}}, "demo-bff", third.bffSecret)
+	if status != http.StatusOK || !strings.Contains(string(body), `"active":true`) {
+		t.Errorf("introspect with demo-bff's new secret: %d %s", status, body)
+	}
+	third.stop()
+}
+
+// checkDemoData checks the demo user and clients, and that there is one of
+// each.
+func checkDemoData(t *testing.T, store *storage.Store) {
+	t.Helper()
+	ctx := t.Context()
+	users, err := store.ListUsers(ctx, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 1 {
+		t.Errorf("%d users, want 1 (alice)", len(users))
+	}
+	u, err := store.UserByUsername(ctx, "alice")
+	if err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	if u.Name != "Alice Example" || u.Email != "alice@example.com" || !u.EmailVerified || u.Disabled {
+		t.Errorf("alice = %+v", u)
+	}
+	clients, err := store.ListClients(ctx, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range clients {
+		ids = append(ids, c.ID)
+	}
+	if want := []string{"demo-api", "demo-bff", "demo-spa"}; !slices.Equal(ids, want) {
+		t.Errorf("clients %v, want %v", ids, want)
+	}
+	want := map[string]string{
+		"demo-bff": "client_secret_basic [authorization_code refresh_token] [http://localhost:3000/callback] " +
+			"[openid profile email offline_access contacts] [http://localhost:3000/]",
+		"demo-spa": "none [authorization_code refresh_token] [http://localhost:5173/callback] [openid profile email] []",
+		"demo-api": "client_secret_basic [client_credentials] [] [] []",
+	}
+	for _, c := range clients {
+		got := fmt.Sprintf("%s %v %v %v %v", c.TokenEndpointAuthMethod, c.GrantTypes, c.RedirectURIs, c.Scopes, c.PostLogoutRedirectURIs)
+		if got != want[c.ID] {
+			t.Errorf("%s: %s, want %s", c.ID, got, want[c.ID])
+		}
+		if c.Public != (c.ID == "demo-spa") {
+			t.Errorf("%s: public = %v", c.ID, c.Public)
+		}
+	}
+}
+
+type devToken struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	IDToken      string `json:"id_token"`
+	Scope        string `json:"scope"`
+	Error        string `json:"error"`
+}
+
+// authorizeAndExchange does what the banner tells a newcomer: open the
+// authorize URL, sign in as alice, allow (unless alice did already), and
+// exchange the code.
+func authorizeAndExchange(t *testing.T, d *devRun, wantConsent bool) devToken {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	login := fetch(t, browser, http.MethodGet, d.authorizeURL, nil)
+	if login.status != http.StatusOK || !strings.Contains(login.body, `name="password"`) {
+		t.Fatalf("GET the authorize URL: want the login page, got %d:\n%s", login.status, login.body)
+	}
+	back := login.submit(t, browser, url.Values{"username": {"alice"}, "password": {d.password}, "action": {"login"}})
+	back = followLocal(t, browser, d.issuer, back)
+	if wantConsent {
+		if back.status != http.StatusOK || !strings.Contains(back.body, `value="allow"`) {
+			t.Fatalf("sign in: want the consent page, got %d:\n%s", back.status, back.body)
+		}
+		back = followLocal(t, browser, d.issuer, back.submit(t, browser, url.Values{"action": {"allow"}}))
+	}
+	loc, err := url.Parse(back.header.Get("Location"))
+	if err != nil || back.status/100 != 3 {
+		t.Fatalf("allow: want a redirect, got %d %v:\n%s", back.status, err, back.body)
+	}
+	if got := loc.Scheme + "://" + loc.Host + loc.Path; got != "http://localhost:3000/callback" || loc.Query().Get("state") != "demo" {
+		t.Fatalf("redirected to %s, want http://localhost:3000/callback with state=demo", loc)
+	}
+	code := loc.Query().Get("code")
+	if code == "" {
+		t.Fatalf("no code in %s", loc)
+	}
+
+	// The banner's curl: -u demo-bff:SECRET -d grant_type=... -d redirect_uri=... -d code=...
+	form := url.Values{"grant_type": {"authorization_code"}, "redirect_uri": {"http://localhost:3000/callback"}, "code": {code}}
+	status, body := postBasic(t, d.issuer+"/oauth2/token", form, "demo-bff", d.bffSecret)
+	var tok devToken
+	if err := json.Unmarshal(body, &tok); err != nil || status != http.StatusOK || tok.AccessToken == "" || tok.IDToken == "" {
+		t.Fatalf("exchange the code: %d %v\n%s", status, err, body)
+	}
+	if tok.Scope != "openid profile contacts" {
+		t.Errorf("granted scope %q, want openid profile contacts", tok.Scope)
+	}
+	return tok
+}
+
+func introspect(t *testing.T, issuer, token, apiSecret string) map[string]any {
+	t.Helper()
+	status, body := postBasic(t, issuer+"/oauth2/introspect", url.Values{"token": {token}}, "demo-api", apiSecret)
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil || status != http.StatusOK {
+		t.Fatalf("introspect: %d %v\n%s", status, err, body)
+	}
+	return out
+}
+
+func postBasic(t *testing.T, endpoint string, form url.Values, id, secret string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret) // generated ids and secrets need no encoding
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+// followLocal follows redirects that stay on the server, as a browser
+// would, and returns the first page that is not one (or a redirect away).
+func followLocal(t *testing.T, c *http.Client, issuer string, p *devPage) *devPage {
+	t.Helper()
+	for range 10 {
+		if p.status/100 != 3 {
+			return p
+		}
+		loc, err := p.url.Parse(p.header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(loc.String(), issuer+"/") {
+			return p
+		}
+		p = fetch(t, c, http.MethodGet, loc.String(), nil)
+	}
+	t.Fatalf("too many redirects, last to %s", p.url)
+	return nil
+}
+
+// devPage is a fetched page.
+type devPage struct {
+	url    *url.URL
+	status int
+	header http.Header
+	body   string
+}
+
+func fetch(t *testing.T, c *http.Client, method, rawURL string, form url.Values) *devPage {
+	t.Helper()
+	var resp *http.Response
+	var err error
+	if method == http.MethodGet {
+		resp, err = c.Get(rawURL)
+	} else {
+		resp, err = c.PostForm(rawURL, form)
+	}
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, rawURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &devPage{url: resp.Request.URL, status: resp.StatusCode, header: resp.Header, body: string(body)}
+}
+
+// submit posts the page's form: its hidden fields (CSRF token, the
+// request) with set on top, to its action.
+func (p *devPage) submit(t *testing.T, c *http.Client, set url.Values) *devPage {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(p.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	action, values := "", url.Values{}
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode {
+			attrs := map[string]string{}
+			for _, a := range n.Attr {
+				attrs[a.Key] = a.Val
+			}
+			switch {
+			case n.Data == "form":
+				action = attrs["action"]
+			case n.Data == "input" && attrs["type"] == "hidden":
+				values.Add(attrs["name"], attrs["value"])
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	for k, v := range set {
+		values[k] = v
+	}
+	target, err := p.url.Parse(action)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fetch(t, c, http.MethodPost, target.String(), values)
+}
+
+// TestDevOwnCluster runs dev without a database: it starts, keeps and
+// stops its own cluster. As root, with a data directory the 'postgres' user
+// cannot enter (t.TempDir is 0700), the cluster lives under devStateRoot
+// and the data directory links to it.
+func TestDevOwnCluster(t *testing.T) {
+	// Not parallel: it sets devStateRoot.
+	state, err := os.MkdirTemp("", "authz-dev-state-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	if err := os.Chmod(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	saved := devStateRoot
+	devStateRoot = filepath.Join(state, "authz-dev")
+	t.Cleanup(func() { devStateRoot = saved })
+
+	dataDir := filepath.Join(t.TempDir(), ".data")
+	e := env{} // no database: dev starts its own
+	t0 := time.Now()
+	first := startDev(t, e, dataDir)
+	t.Logf("first start (initdb): %v", time.Since(t0).Round(time.Millisecond))
+	tok := clientCredentials(t, first)
+
+	link := filepath.Join(dataDir, "pg")
+	pgData := link
+	if os.Geteuid() == 0 {
+		target, err := os.Readlink(link)
+		if err != nil {
+			t.Fatalf("running as root with a data directory closed to postgres: %s is not a link: %v", link, err)
+		}
+		if filepath.Dir(filepath.Dir(target)) != devStateRoot || filepath.Base(target) != "pg" {
+			t.Errorf("%s links to %s, want %s/<hash>/pg", link, target, devStateRoot)
+		}
+		if !strings.Contains(first.stdout.String(), target) {
+			t.Errorf("banner does not say the data is in %s:\n%s", target, first.stdout)
+		}
+		pgData = target
+	}
+	if _, err := os.Stat(filepath.Join(pgData, "postmaster.pid")); err != nil {
+		t.Errorf("no running cluster in %s: %v", pgData, err)
+	}
+	first.stop()
+	// A clean shutdown removes postmaster.pid.
+	if _, err := os.Stat(filepath.Join(pgData, "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("postmaster.pid still there after Ctrl-C (%v): the cluster was not stopped", err)
+	}
+	if !strings.Contains(first.logs.String(), `"msg":"stopped PostgreSQL"`) {
+		t.Errorf("log does not say PostgreSQL stopped:\n%s", first.logs)
+	}
+
+	t0 = time.Now()
+	second := startDev(t, e, dataDir)
+	t.Logf("restart: %v", time.Since(t0).Round(time.Millisecond))
+	if second.apiSecret != first.apiSecret || second.password != first.password {
+		t.Errorf("credentials changed on restart")
+	}
+	if got := introspect(t, second.issuer, tok, second.apiSecret); got["active"] != true {
+		t.Errorf("token from before the restart: %v", got)
+	}
+	second.stop()
+}
+
+// clientCredentials gets an access token for demo-api.
+func clientCredentials(t *testing.T, d *devRun) string {
+	t.Helper()
+	status, body := postBasic(t, d.issuer+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}}, "demo-api", d.apiSecret)
+	var tok devToken
+	if err := json.Unmarshal(body, &tok); err != nil || status != http.StatusOK || tok.AccessToken == "" {
+		t.Fatalf("client_credentials: %d %v\n%s", status, err, body)
+	}
+	return tok.AccessToken
+}
+
+func TestEnsurePostgres(t *testing.T) {
+	t.Parallel()
+	missing := fmt.Errorf("%w (looked on PATH and in /usr/lib/postgresql/*/bin)", pgcluster.ErrNoBinaries)
+	tests := []struct {
+		name       string
+		root       bool
+		found      []bool // what each find call sees
+		installErr error
+		installs   int
+		want       string // error; empty for none
+	}{
+		{"installed", false, []bool{true}, nil, 0, ""},
+		{"missing, not root", false, []bool{false}, nil, 0,
+			"no PostgreSQL server binaries found (looked on PATH and in /usr/lib/postgresql/*/bin); " +
+				"install PostgreSQL (Debian: sudo apt-get install -y postgresql) or set AUTHZ_DATABASE_URL"},
+		{"missing, root", true, []bool{false, true}, nil, 1, ""},
+		{"install fails", true, []bool{false}, errors.New("apt-get update: exit status 100"), 1,
+			"install postgresql: apt-get update: exit status 100; install PostgreSQL (Debian: sudo apt-get install -y postgresql) or set AUTHZ_DATABASE_URL"},
+		{"still missing", true, []bool{false, false}, nil, 1, "installed postgresql, but: no PostgreSQL server binaries found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			calls, installs := 0, 0
+			find := func() (string, error) {
+				found := tc.found[calls]
+				calls++
+				if found {
+					return "/usr/lib/postgresql/15/bin", nil
+				}
+				return "", missing
+			}
+			install := func(context.Context) error { installs++; return tc.installErr }
+			err := ensurePostgres(t.Context(), tc.root, find, install)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("error %v", err)
+			case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)):
+				t.Errorf("error %v, want %s", err, tc.want)
+			}
+			if installs != tc.installs {
+				t.Errorf("installed %d times, want %d", installs, tc.installs)
+			}
+		})
+	}
+}
+
+func TestLocalIssuer(t *testing.T) {
+	t.Parallel()
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41234}
+	for _, tc := range []struct{ listen, want string }{
+		{":8080", "http://localhost:41234"},
+		{"0.0.0.0:0", "http://localhost:41234"},
+		{"[::]:0", "http://localhost:41234"},
+		{"localhost:0", "http://localhost:41234"},
+		{"127.0.0.1:0", "http://127.0.0.1:41234"},
+		{"[::1]:0", "http://[::1]:41234"},
+	} {
+		if got := localIssuer(tc.listen, addr); got != tc.want {
+			t.Errorf("localIssuer(%q) = %s, want %s", tc.listen, got, tc.want)
+		}
+	}
+}
+
+func TestDevErrors(t *testing.T) {
+	t.Parallel()
+	if usage := mustRun(t, env{}, "", "help"); !strings.Contains(usage, "\n  dev  ") {
+		t.Errorf("usage does not list dev:\n%s", usage)
+	}
+	e := env{"AUTHZ_DATABASE_URL": "postgres://u@127.0.0.1:1/db?connect_timeout=2"}
+	dir := t.TempDir()
+	wantError(t, e, "", `dev: unexpected argument "now"`, true, "dev", "--data-dir", dir, "now")
+	short := env{"AUTHZ_DATABASE_URL": e["AUTHZ_DATABASE_URL"], "AUTHZ_SECRETS": "short"}
+	wantError(t, short, "", "AUTHZ_SECRETS: secret 1 is 5 bytes", false,
+		"dev", "--data-dir", dir, "--listen", "127.0.0.1:0")
+	wantError(t, e, "", "cannot reach the database at postgres://u@127.0.0.1:1/db", false,
+		"dev", "--data-dir", dir, "--listen", "127.0.0.1:0")
+
+	// A port in use fails before anything else starts.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with AUTHZ_LISTEN=:8081", false, "dev", "--data-dir", dir, "--listen", ln.Addr().String())
+	if _, err := os.Lstat(filepath.Join(dir, "pg")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a cluster was made (%v) though the port was taken", err)
+	}
+}
