@@ -90,7 +90,7 @@ func newEnvOnPool(t *testing.T, pool *pgxpool.Pool, opts ...envOption) *env {
 	mu.Lock()
 	handler = h
 	mu.Unlock()
-	return &env{clock: clock, srv: srv, store: store, pool: pool, cfg: cfg, issuer: srv.URL}
+	return &env{clock: clock, srv: srv, store: store, pool: pool, cfg: cfg, issuer: cfg.Issuer}
 }
 
 // testClock is the server's clock: real time moved forward by Advance.

@@ -3,12 +3,15 @@ package authz_test
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
 	"golang.org/x/oauth2"
+
+	"github.com/authz/authz/authz"
 )
 
 // authorizeCode runs the browser part of the flow for a fresh user session:
@@ -180,5 +183,52 @@ func TestOAuth2Library(t *testing.T) {
 	}
 	if fresh.AccessToken == tok.AccessToken {
 		t.Fatal("token source did not refresh")
+	}
+}
+
+// TestIssuerWithPath: an issuer with a path (https://example.com/auth)
+// serves every endpoint, page and stylesheet under that path.
+func TestIssuerWithPath(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *authz.Config) { c.Issuer += "/auth" })
+	client := e.confidential(t, "client_secret_basic")
+	e.createUser(t, "alice")
+	b := newBrowser(t)
+
+	p := b.get(authorizeURL(e.issuer, map[string]string{
+		"response_type": "code", "client_id": client.ClientID, "scope": "openid contacts",
+		"redirect_uri": "https://app.example.com/callback", "state": "state-with-path",
+	}))
+	if !isLoginPage(p) {
+		t.Fatalf("want the login page under the issuer's path, got %d:\n%s", p.status, p.body)
+	}
+	for _, asset := range []string{"/auth/static/style.css", "/auth/static/favicon.svg"} {
+		if !strings.Contains(p.body, `href="`+asset+`"`) {
+			t.Errorf("the login page does not link %s", asset)
+		}
+		if got := b.get(e.srv.URL + asset); got.status != http.StatusOK {
+			t.Errorf("GET %s: %d", asset, got.status)
+		}
+	}
+	if f := p.form(t); f.action != "/auth/oauth2/authorize" {
+		t.Errorf("login form posts to %q", f.action)
+	}
+	loc := b.consent(b.login(p, "alice", testPassword), "allow")
+	if loc.Query().Get("code") == "" || loc.Query().Get("iss") != e.issuer {
+		t.Fatalf("redirect %s", loc)
+	}
+	tok := e.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
+		"redirect_uri": {"https://app.example.com/callback"}}, client.ClientID, client.ClientSecret)
+	if tok.status != http.StatusOK || tok.AccessToken == "" {
+		t.Fatalf("exchange under the issuer's path: %d %+v", tok.status, tok)
+	}
+	resp, err := http.Get(e.issuer + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc["issuer"] != e.issuer || doc["token_endpoint"] != e.issuer+"/oauth2/token" {
+		t.Fatalf("discovery under the issuer's path: %v %v", err, doc)
 	}
 }

@@ -74,12 +74,12 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p, err := loadPages(cfg.TemplatesDir)
+	issuer, _ := url.Parse(cfg.Issuer) // Validate parsed it
+	p, err := loadPages(cfg.TemplatesDir, issuer.Path)
 	if err != nil {
 		return nil, fmt.Errorf("load pages: %w", err)
 	}
 	p.logger = logger
-	issuer, _ := url.Parse(cfg.Issuer) // Validate parsed it
 	keys := newKeyManager(store, &cfg, logger)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -136,8 +136,13 @@ type pages struct {
 // embedded templates.FS. It fails, naming the file, if the layout, a page or
 // the static directory is missing, or if a template does not parse or does
 // not render its page's data. Static files come from the same source:
-// dir/static when dir != "".
-func loadPages(dir string) (*pages, error) {
+// dir/static when dir != "". base is the issuer's path, under which the
+// static files are served; templates link them with {{static "style.css"}}.
+func loadPages(dir, base string) (*pages, error) {
+	funcs := template.FuncMap{"static": func(name string) string { return base + "/static/" + name }}
+	for k, v := range pageFuncs {
+		funcs[k] = v
+	}
 	var fsys fs.FS = templates.FS
 	source := "embedded templates"
 	if dir != "" {
@@ -153,7 +158,7 @@ func loadPages(dir string) (*pages, error) {
 		if _, err := fs.Stat(fsys, f.name); err != nil {
 			return nil, fmt.Errorf("loading pages from %s: %s: %w", source, f.name, err)
 		}
-		t, err := template.New(f.name).Funcs(pageFuncs).ParseFS(fsys, pageLayoutFile, f.name)
+		t, err := template.New(f.name).Funcs(funcs).ParseFS(fsys, pageLayoutFile, f.name)
 		if err != nil {
 			return nil, fmt.Errorf("loading pages from %s: %s: %w", source, f.name, err)
 		}

@@ -15,7 +15,7 @@ import (
 
 func mustLoadPages(t *testing.T, dir string) *pages {
 	t.Helper()
-	p, err := loadPages(dir)
+	p, err := loadPages(dir, "")
 	if err != nil {
 		t.Fatalf("loadPages(%q): %v", dir, err)
 	}
@@ -264,7 +264,7 @@ func TestPagesLoadDirMissingPage(t *testing.T) {
 			if err := os.Remove(filepath.Join(dir, name)); err != nil {
 				t.Fatal(err)
 			}
-			_, err := loadPages(dir)
+			_, err := loadPages(dir, "")
 			if err == nil || !strings.Contains(err.Error(), name) {
 				t.Fatalf("loadPages without %s: err = %v, want an error naming %s", name, err, name)
 			}
@@ -285,7 +285,7 @@ func TestPagesLoadDirBroken(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, tc.file), []byte(tc.content), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := loadPages(dir)
+			_, err := loadPages(dir, "")
 			if err == nil || !strings.Contains(err.Error(), tc.file) {
 				t.Fatalf("err = %v, want an error naming %s", err, tc.file)
 			}
@@ -296,7 +296,7 @@ func TestPagesLoadDirBroken(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "static")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadPages(dir); err == nil || !strings.Contains(err.Error(), "static") {
+	if _, err := loadPages(dir, ""); err == nil || !strings.Contains(err.Error(), "static") {
 		t.Fatalf("loadPages without static/: err = %v, want an error naming static", err)
 	}
 }
