@@ -1,24 +1,9 @@
 // Command demo-bff is the demo web app for authz: a backend-for-frontend
-// (a confidential OAuth 2.0 client) with a "Get contacts" button.
-//
-// Signing in sends the browser to the authorization server's
-// /oauth2/authorize with state, nonce and PKCE (S256). The state, nonce and
-// code verifier stay in the BFF's memory, bound to a random pre-login
-// cookie, and the state is checked when the browser comes back to the
-// redirect URI. The BFF exchanges the code with its client secret
-// (client_secret_basic), verifies the ID token (signature, issuer,
-// audience, expiry, nonce, at_hash) and keeps every token on the server:
-// the browser only gets a random session id in an HttpOnly, SameSite=Lax
-// cookie. "Get contacts" calls the contacts API (cmd/demo-api) with the
-// access token, refreshing it first when it has expired. "Sign out" ends
-// the BFF session, revokes the refresh token and sends the browser to the
-// provider's end_session_endpoint (RP-initiated logout) with id_token_hint,
-// so the provider's session ends too.
-//
-// Sessions live in memory, in a map guarded by a mutex: they are lost when
-// the process stops and are not shared between replicas. That is fine for a
-// demo; a production BFF keeps them in a shared store. A session ends 12
-// hours after sign-in, at sign-out, or when its refresh token stops working.
+// (a confidential OAuth 2.0 client) with a "Get contacts" button that
+// calls the contacts API (cmd/demo-api). The app itself is package
+// internal/demo/bff, which documents how it signs people in and keeps
+// their tokens; "authz dev --demo" runs it in the same process as the
+// provider.
 //
 // # Configuration
 //
@@ -40,10 +25,6 @@
 // BFF sends browsers to the redirect URI's host so that its cookies come
 // back with the callback).
 //
-// The pages have stable element ids for browser tests: the "Get contacts"
-// button is #get-contacts, "Sign out" #sign-out, "Sign in" #sign-in, the
-// contacts table #contacts, an error message #error, the signed-in name
-// #who.
 package main
 
 import (
@@ -61,6 +42,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/authz/authz/internal/demo/bff"
 )
 
 func main() {
@@ -95,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.RedirectURI == "" {
 		cfg.RedirectURI = "http://" + localOrigin(ln.Addr().String()) + "/callback"
 	}
-	h, err := NewServer(ctx, cfg, logger)
+	h, err := bff.NewServer(ctx, cfg, logger)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the issuer
@@ -108,8 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stdout, "demo-bff listening on http://%s; open %s\n", ln.Addr(), h.origin)
-	logger.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "redirect_uri", h.cfg.RedirectURI, "api", cfg.APIURL)
+	fmt.Fprintf(stdout, "demo-bff listening on http://%s; open %s\n", ln.Addr(), origin(cfg.RedirectURI))
+	logger.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "redirect_uri", cfg.RedirectURI, "api", cfg.APIURL)
 	return serve(ctx, srv, ln, logger)
 }
 
@@ -135,6 +118,15 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.
 	return nil
 }
 
+// origin is scheme://host of an http(s) URL: where the BFF's pages are.
+func origin(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	return u.Scheme + "://" + u.Host
+}
+
 // localOrigin turns a listen address into the host:port a browser on this
 // machine uses: localhost for loopback and unspecified addresses, which is
 // what the redirect URI is registered with.
@@ -151,10 +143,10 @@ func localOrigin(addr string) string {
 
 // parseFlags reads the flags, falling back to the environment, and checks
 // them. An empty RedirectURI is derived from the listen address by run.
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (listen string, cfg Config, err error) {
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (listen string, cfg bff.Config, err error) {
 	fs := flag.NewFlagSet("demo-bff", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	startup := DefaultStartupTimeout
+	startup := bff.DefaultStartupTimeout
 	if v := getenv("DEMO_BFF_STARTUP_TIMEOUT"); v != "" {
 		if startup, err = time.ParseDuration(v); err != nil {
 			return "", cfg, fmt.Errorf("DEMO_BFF_STARTUP_TIMEOUT: %q is not a duration like 30s", v)
@@ -168,7 +160,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (li
 	fs.StringVar(&cfg.RedirectURI, "redirect-uri", getenv("DEMO_BFF_REDIRECT_URI"), "registered redirect URI (env DEMO_BFF_REDIRECT_URI; default http://localhost:<listen port>/callback)")
 	fs.StringVar(&cfg.PostLogoutRedirectURI, "post-logout-redirect-uri", getenv("DEMO_BFF_POST_LOGOUT_REDIRECT_URI"), "registered post-logout redirect URI (env DEMO_BFF_POST_LOGOUT_REDIRECT_URI; default the redirect URI's origin + /)")
 	fs.StringVar(&cfg.APIURL, "api", envOr(getenv, "DEMO_API_URL", "http://localhost:4000"), "base URL of the contacts API (env DEMO_API_URL)")
-	fs.StringVar(&scope, "scope", envOr(getenv, "DEMO_BFF_SCOPE", DefaultScope), "scopes to ask for (env DEMO_BFF_SCOPE)")
+	fs.StringVar(&scope, "scope", envOr(getenv, "DEMO_BFF_SCOPE", bff.DefaultScope), "scopes to ask for (env DEMO_BFF_SCOPE)")
 	fs.DurationVar(&cfg.StartupTimeout, "startup-timeout", startup, "how long to wait for the issuer at start-up (env DEMO_BFF_STARTUP_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return "", cfg, err
@@ -183,7 +175,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (li
 	if check.RedirectURI == "" {
 		check.RedirectURI = "http://localhost/callback" // derived later
 	}
-	if err := check.validate(); err != nil {
+	if err := check.Validate(); err != nil {
 		return "", cfg, err
 	}
 	return listen, cfg, nil
@@ -194,36 +186,4 @@ func envOr(getenv func(string) string, name, def string) string {
 		return v
 	}
 	return def
-}
-
-// validate checks what the flags cannot.
-func (c Config) validate() error {
-	for _, u := range []struct{ name, value string }{
-		{"issuer", c.Issuer}, {"redirect URI", c.RedirectURI}, {"API URL", c.APIURL},
-	} {
-		if !isHTTPURL(u.value) {
-			return fmt.Errorf("%s %q is not an http(s) URL", u.name, u.value)
-		}
-	}
-	if c.PostLogoutRedirectURI != "" && !isHTTPURL(c.PostLogoutRedirectURI) {
-		return fmt.Errorf("post-logout redirect URI %q is not an http(s) URL", c.PostLogoutRedirectURI)
-	}
-	if c.ClientID == "" {
-		return errors.New("a client id is required: --client-id or DEMO_BFF_CLIENT_ID")
-	}
-	if c.ClientSecret == "" {
-		return errors.New("a client secret is required: set DEMO_BFF_CLIENT_SECRET (or --client-secret)")
-	}
-	if len(c.Scopes) == 0 {
-		return errors.New("no scopes to ask for")
-	}
-	if c.StartupTimeout < 0 {
-		return fmt.Errorf("startup timeout %s is negative", c.StartupTimeout)
-	}
-	return nil
-}
-
-func isHTTPURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

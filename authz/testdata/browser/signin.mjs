@@ -7,10 +7,8 @@
 //
 //   node signin.mjs --url http://127.0.0.1:1234/ --username alice \
 //     --password secret --screenshots /tmp/shots [--chromium /usr/bin/chromium]
-import { mkdir } from "node:fs/promises";
-import path from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { errorText, instrument, launch, newEvents, screenshotter, withDeadline } from "./harness.mjs";
 
 const { values: opt } = parseArgs({
   options: {
@@ -34,94 +32,23 @@ const result = {
   username: "",
   step: "start",          // the last step begun; where it stopped on failure
   error: "",
-  consoleErrors: [],      // console messages of type error, with their page
-  consoleWarnings: [],
-  cspViolations: [],      // securitypolicyviolation events on any page
-  pageErrors: [],         // uncaught exceptions
-  httpErrors: [],         // responses with status >= 400
-  failedRequests: [],     // network failures, CORS refusals included
-  fetches: [],            // fetch/XHR calls the pages made: method, URL, status
+  ...newEvents(),         // console errors, CSP violations, failed requests...
   screenshots: [],
 };
 
-// errorText is an error's message without Playwright's terminal colours.
-const errorText = (err) => String(err && err.message ? err.message : err).replace(/\x1b\[[0-9;]*m/g, "");
-
-// Query strings carry codes and state: report URLs without them.
-const bare = (u) => {
-  try {
-    const x = new URL(u);
-    return x.origin + x.pathname;
-  } catch {
-    return u;
-  }
-};
-
-await mkdir(opt.screenshots, { recursive: true });
+const shoot = await screenshotter(opt.screenshots, result.screenshots);
 let shot = 0;
-async function screenshot(page, name) {
-  const file = path.join(opt.screenshots, `${String(++shot).padStart(2, "0")}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  result.screenshots.push(file);
-}
+const screenshot = (page, name) => shoot(page, `${String(++shot).padStart(2, "0")}-${name}`);
 
 const deadline = Number(opt["timeout-ms"]);
 let browser;
 let exitCode = 1;
 try {
-  browser = await chromium.launch({
-    executablePath: opt.chromium,
-    headless: true,
-    timeout: 30000,
-    // Without the networking flags Chromium calls home at start-up, which
-    // this machine's closed network refuses. launch() gives each run a fresh
-    // temporary profile.
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launch(opt.chromium);
   const context = await browser.newContext({ viewport: { width: 900, height: 720 } });
-  await context.exposeBinding("__authzReportCSP", ({ page }, v) => {
-    result.cspViolations.push({ page: bare(page.url()), ...v });
-  });
-  await context.addInitScript(() => {
-    document.addEventListener("securitypolicyviolation", (e) => {
-      window.__authzReportCSP({
-        directive: e.violatedDirective,
-        blocked: e.blockedURI,
-        source: e.sourceFile,
-        line: e.lineNumber,
-        disposition: e.disposition,
-      });
-    });
-  });
+  await instrument(context, result);
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
-  page.on("console", (m) => {
-    const loc = m.location();
-    const entry = { page: bare(page.url()), text: m.text(), source: loc.url ? bare(loc.url) : "" };
-    if (m.type() === "error") result.consoleErrors.push(entry);
-    else if (m.type() === "warning") result.consoleWarnings.push(entry);
-  });
-  page.on("pageerror", (e) => result.pageErrors.push({ page: bare(page.url()), text: String(e) }));
-  page.on("requestfailed", (r) => {
-    result.failedRequests.push({ method: r.method(), url: bare(r.url()), error: r.failure()?.errorText ?? "" });
-  });
-  page.on("response", (r) => {
-    const req = r.request();
-    if (["fetch", "xhr"].includes(req.resourceType())) {
-      result.fetches.push({ method: req.method(), url: bare(r.url()), status: r.status() });
-    }
-    if (r.status() >= 400) {
-      result.httpErrors.push({ method: req.method(), url: bare(r.url()), status: r.status() });
-    }
-  });
 
   const flow = async () => {
     result.step = "open the SPA";
@@ -159,20 +86,12 @@ try {
     result.username = (await page.locator("#username").textContent()) ?? "";
     result.step = "done";
   };
-  let timer;
   try {
-    await Promise.race([
-      flow(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${deadline} ms`)), deadline);
-      }),
-    ]);
+    await withDeadline(deadline, flow);
     exitCode = 0;
   } catch (err) {
     result.error = errorText(err);
     await screenshot(page, "failure").catch(() => {});
-  } finally {
-    clearTimeout(timer);
   }
 } catch (err) {
   result.error = errorText(err);
