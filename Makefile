@@ -1,4 +1,4 @@
-.PHONY: test test-race vet build run
+.PHONY: test test-race vet build run demo
 
 test:
 	go test ./...
@@ -18,3 +18,9 @@ build:
 # error.
 run: build
 	bin/authz dev
+
+# The same, plus the demo apps in the same process: open
+# http://localhost:3000 and click "Get contacts". Other ports, e.g.:
+#   AUTHZ_LISTEN=:8081 make demo DEMO_FLAGS="--demo-bff-listen 127.0.0.1:3001 --demo-api-listen 127.0.0.1:4001"
+demo: build
+	bin/authz dev --demo $(DEMO_FLAGS)

@@ -17,13 +17,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/authz/authz/authz"
+	"github.com/authz/authz/internal/demo"
+	"github.com/authz/authz/internal/demo/api"
+	"github.com/authz/authz/internal/demo/bff"
 	"github.com/authz/authz/internal/pgcluster"
 	"github.com/authz/authz/storage"
 )
@@ -35,19 +40,28 @@ const (
 	demoBFF         = "demo-bff"
 	demoSPA         = "demo-spa"
 	demoAPI         = "demo-api"
-	demoRedirectBFF = "http://localhost:3000/callback"
 	demoRedirectSPA = "http://localhost:5173/callback"
 	demoDatabase    = "authz" // on the private cluster
+
+	// Where --demo runs the demo apps (internal/demo/bff and api).
+	demoBFFListen = "127.0.0.1:3000"
+	demoAPIListen = "127.0.0.1:4000"
+	// How long the demo apps wait for discovery: the provider is up
+	// already, so only an issuer this machine cannot reach takes long.
+	demoStartupTimeout = 10 * time.Second
 )
 
-func demoClients() []authz.ClientMetadata {
+// demoClients are the demo clients; the BFF's pages are at bffOrigin
+// (http://localhost:3000 unless --demo-bff-listen says another port), the
+// origin of its redirect and post-logout redirect URIs.
+func demoClients(bffOrigin string) []authz.ClientMetadata {
 	return []authz.ClientMetadata{{
 		ClientID:                demoBFF,
 		ClientName:              "Demo BFF",
-		RedirectURIs:            []string{demoRedirectBFF},
-		Scope:                   "openid profile email offline_access contacts",
+		RedirectURIs:            []string{bffOrigin + "/callback"},
+		Scope:                   bff.DefaultScope,
 		TokenEndpointAuthMethod: "client_secret_basic",
-		PostLogoutRedirectURIs:  []string{"http://localhost:3000/"},
+		PostLogoutRedirectURIs:  []string{bffOrigin + "/"},
 	}, {
 		ClientID:                demoSPA,
 		ClientName:              "Demo SPA",
@@ -73,20 +87,41 @@ const installPostgres = "install PostgreSQL (Debian: sudo apt-get install -y pos
 // dev runs a development server: on the database configured, or else on a
 // private PostgreSQL cluster kept in the data directory; with a system
 // secret kept there too, and a demo user and demo clients whose credentials
-// it prints. Everything survives a restart. When ctx ends it shuts the
-// server down, then the cluster.
+// it prints. Everything survives a restart. With --demo it also runs the
+// demo apps, the contacts API and the BFF, once the provider listens. When
+// ctx ends it shuts the demo apps down, then the server, then the cluster.
+//
+// With --seed-only it seeds the demo user and clients, prints their
+// credentials as JSON and exits: docker compose's demo profile does that
+// before it starts the demo apps in containers of their own.
 func (c *cli) dev(ctx context.Context, args []string) (err error) {
 	fs := newFlags("dev")
 	dbURL := dbFlag(fs)
 	listen := fs.String("listen", "", "`address` to listen on (default $AUTHZ_LISTEN, else :8080)")
 	issuer := fs.String("issuer", "", "public base `URL` of the server (default $AUTHZ_ISSUER, else http://localhost:<port>)")
 	dataFlag := fs.String("data-dir", ".data", "`directory` for the private PostgreSQL cluster, the system secret and the demo credentials")
+	demoFlag := fs.Bool("demo", false, "also run the demo apps: a web app (BFF) with a \"Get contacts\" button, and the contacts API it calls")
+	bffListen := fs.String("demo-bff-listen", demoBFFListen, "`address` of the demo BFF; the demo-bff client's redirect URIs follow its port")
+	apiListen := fs.String("demo-api-listen", demoAPIListen, "`address` of the demo contacts API")
+	seedOnly := fs.Bool("seed-only", false, "seed the demo user and clients into the database, print their credentials as JSON, and exit")
 	pos, err := c.parse(fs, "[flags]", args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("dev: unexpected argument %q", pos[0])
+	}
+	if *demoFlag && *seedOnly {
+		return usagef("dev: --demo and --seed-only do not go together")
+	}
+	// The BFF's pages are at http://localhost:PORT, whatever address it
+	// listens on: redirect URIs may be http only for this machine.
+	_, bffPort, err := net.SplitHostPort(*bffListen)
+	if err != nil || bffPort == "" || bffPort == "0" && !*demoFlag {
+		return usagef("dev: --demo-bff-listen %q: want host:port, with a port other than 0 unless with --demo", *bffListen)
+	}
+	if _, _, err := net.SplitHostPort(*apiListen); err != nil {
+		return usagef("dev: --demo-api-listen %q: want host:port", *apiListen)
 	}
 
 	cfg, err := authz.ConfigFromEnv(c.getenv)
@@ -124,29 +159,41 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	if len(cfg.Secrets) == 0 { // AUTHZ_SECRETS wins
-		secret, err := loadOrCreateSecret(filepath.Join(dataDir, "secret"))
-		if err != nil {
+
+	// Listen first: a port in use fails at once, not after a database
+	// start. Seeding serves nothing and needs no system secret.
+	var ln, bffLn, apiLn net.Listener
+	if !*seedOnly {
+		if len(cfg.Secrets) == 0 { // AUTHZ_SECRETS wins
+			secret, err := loadOrCreateSecret(filepath.Join(dataDir, "secret"))
+			if err != nil {
+				return err
+			}
+			cfg.Secrets = [][]byte{secret}
+		}
+		if err := cfg.Validate(); err != nil {
 			return err
 		}
-		cfg.Secrets = [][]byte{secret}
+		if ln, err = listenTCP(cfg.Listen, "AUTHZ_LISTEN=:8081"); err != nil {
+			return err
+		}
+		defer ln.Close() // on early returns; run closes it otherwise
+		if !issuerGiven {
+			cfg.Issuer = localIssuer(cfg.Listen, ln.Addr())
+		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return err
+	if *demoFlag {
+		if bffLn, err = listenTCP(*bffListen, "--demo-bff-listen 127.0.0.1:3001"); err != nil {
+			return err
+		}
+		defer bffLn.Close()
+		if apiLn, err = listenTCP(*apiListen, "--demo-api-listen 127.0.0.1:4001"); err != nil {
+			return err
+		}
+		defer apiLn.Close()
+		bffPort = fmt.Sprint(bffLn.Addr().(*net.TCPAddr).Port)
 	}
-
-	// Listen first: a port in use fails at once, not after a database start.
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("%w: another program has the port; stop it, or choose another port with AUTHZ_LISTEN=:8081", err)
-	}
-	if err != nil {
-		return err
-	}
-	defer ln.Close() // on early returns; run closes it otherwise
-	if !issuerGiven {
-		cfg.Issuer = localIssuer(cfg.Listen, ln.Addr())
-	}
+	bffOrigin := "http://" + net.JoinHostPort("localhost", bffPort)
 
 	rawURL, noDB := c.dbURL(*dbURL)
 	ownCluster := noDB != nil // none configured: start our own
@@ -185,17 +232,143 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	store := storage.New(pool)
-	demo, err := seedDemo(ctx, store, filepath.Join(dataDir, "demo.json"), logger)
+	creds, err := seedDemo(ctx, store, filepath.Join(dataDir, "demo.json"), demoClients(bffOrigin), logger)
 	if err != nil {
 		return err
+	}
+	if *seedOnly {
+		return printCredentials(c.stdout, creds)
 	}
 	handler, err := authz.New(cfg, store, logger)
 	if err != nil {
 		return err
 	}
-	printBanner(c.stdout, cfg.Issuer, data, ownCluster, relPath(dataDir), demo)
+	b := banner{issuer: cfg.Issuer, data: data, ownCluster: ownCluster, dataDir: relPath(dataDir), creds: creds, bffOrigin: bffOrigin}
 	srv := &server{handler: handler, store: store, janitorEvery: janitorEvery, issuer: cfg.Issuer, logger: logger}
-	return srv.run(ctx, ln)
+	if !*demoFlag {
+		b.print(c.stdout)
+		return srv.run(ctx, ln)
+	}
+	b.apps = &demoApps{
+		bffLn: bffLn,
+		apiLn: apiLn,
+		bff: bff.Config{
+			Issuer:         cfg.Issuer,
+			ClientID:       demoBFF,
+			ClientSecret:   creds.ClientSecrets[demoBFF],
+			RedirectURI:    bffOrigin + "/callback",
+			APIURL:         "http://" + dialAddr(apiLn.Addr()),
+			Scopes:         strings.Fields(bff.DefaultScope),
+			StartupTimeout: demoStartupTimeout,
+		},
+		api: api.Config{
+			Issuer:         cfg.Issuer,
+			ClientID:       demoAPI,
+			ClientSecret:   creds.ClientSecrets[demoAPI],
+			Cache:          api.DefaultCache,
+			StartupTimeout: demoStartupTimeout,
+		},
+		logger: logger,
+	}
+	return runWithDemo(ctx, srv, ln, b.apps, func() { b.print(c.stdout) })
+}
+
+// listenTCP listens on addr; when another program has the port, the error
+// says how to choose another (hint: the flag or variable, with an example).
+func listenTCP(addr, hint string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%w: another program has the port; stop it, or choose another port with %s", err, hint)
+	}
+	return ln, err
+}
+
+// dialAddr is where this machine reaches a listener: its address, with
+// 127.0.0.1 for "every address".
+func dialAddr(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	ip := tcp.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
+}
+
+// demoApps are the demo apps that dev --demo runs, on listeners of their
+// own.
+type demoApps struct {
+	bffLn, apiLn net.Listener
+	bff          bff.Config
+	api          api.Config
+	logger       *slog.Logger
+}
+
+// run discovers the provider (which must be serving), then serves the API
+// and the BFF until ctx ends or one of them fails; ready is called once
+// both serve. Cancelled while discovering, it returns nil.
+func (d *demoApps) run(ctx context.Context, ready func()) error {
+	defer d.bffLn.Close() // Serve closes them; this is for early returns
+	defer d.apiLn.Close()
+	apiLog, bffLog := d.logger.With("app", demoAPI), d.logger.With("app", demoBFF)
+	apiHandler, err := api.NewHandler(ctx, d.api, apiLog)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("demo API: %w", err)
+	}
+	bffHandler, err := bff.NewServer(ctx, d.bff, bffLog)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("demo BFF: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served := make(chan error, 2)
+	go func() { served <- wrapErr("demo API", demo.Serve(ctx, d.apiLn, apiHandler, apiLog)) }()
+	go func() { served <- wrapErr("demo BFF", demo.Serve(ctx, d.bffLn, bffHandler, bffLog)) }()
+	d.logger.Info("demo apps listening", "bff", d.bffLn.Addr().String(), "api", d.apiLn.Addr().String())
+	ready()
+	err = <-served // nil once ctx ended; else one failed: stop the other
+	cancel()
+	return errors.Join(err, <-served)
+}
+
+func wrapErr(what string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// runWithDemo serves the provider on ln and, once it listens, the demo
+// apps, until ctx ends; ready is called when all three serve. The demo
+// apps stop first (a sign-in in flight still needs the provider), then the
+// provider. If any of them fails, all stop.
+func runWithDemo(ctx context.Context, srv *server, ln net.Listener, apps *demoApps, ready func()) error {
+	providerCtx, stopProvider := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProvider()
+	provider := make(chan error, 1)
+	go func() { provider <- srv.run(providerCtx, ln) }()
+
+	appsCtx, stopApps := context.WithCancel(ctx)
+	defer stopApps()
+	demos := make(chan error, 1)
+	go func() { demos <- apps.run(appsCtx, ready) }()
+
+	select {
+	case err := <-provider: // failed: nothing stopped it
+		stopApps()
+		return errors.Join(err, <-demos)
+	case err := <-demos: // ctx ended, or an app failed
+		stopProvider()
+		return errors.Join(err, <-provider)
+	}
 }
 
 // localIssuer is http://localhost:PORT for a server listening on every
@@ -466,36 +639,37 @@ func (d *demoCredentials) save(path string) error {
 // credentials in path work: what is missing is created once. A demo
 // client's secret that path does not know (the file was deleted, or the
 // database was seeded from another data directory) is replaced, so that
-// what the banner shows works; a user alice with another password is left
+// what the banner shows works, and its redirect URIs are set to this run's
+// (the BFF's port may change); a user alice with another password is left
 // alone (she may be someone's own, made by hand as the README shows).
-func seedDemo(ctx context.Context, store *storage.Store, path string, logger *slog.Logger) (*demoCredentials, error) {
-	demo, err := loadDemo(path)
+func seedDemo(ctx context.Context, store *storage.Store, path string, clients []authz.ClientMetadata, logger *slog.Logger) (*demoCredentials, error) {
+	creds, err := loadDemo(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := seedUser(ctx, store, demo, path, logger); err != nil {
+	if err := seedUser(ctx, store, creds, path, logger); err != nil {
 		return nil, err
 	}
-	for _, m := range demoClients() {
-		if err := seedClient(ctx, store, m, demo, path, logger); err != nil {
+	for _, m := range clients {
+		if err := seedClient(ctx, store, m, creds, path, logger); err != nil {
 			return nil, err
 		}
 	}
-	return demo, nil
+	return creds, nil
 }
 
-func seedUser(ctx context.Context, store *storage.Store, demo *demoCredentials, path string, logger *slog.Logger) error {
-	if demo.Password == "" {
+func seedUser(ctx context.Context, store *storage.Store, creds *demoCredentials, path string, logger *slog.Logger) error {
+	if creds.Password == "" {
 		// Saved before it is used, so that it is never lost.
-		demo.Password = strings.ToLower(rand.Text()[:16])
-		if err := demo.save(path); err != nil {
+		creds.Password = strings.ToLower(rand.Text()[:16])
+		if err := creds.save(path); err != nil {
 			return err
 		}
 	}
 	u, err := store.UserByUsername(ctx, demoUsername)
 	if errors.Is(err, storage.ErrNotFound) {
 		u = &storage.User{Username: demoUsername, Name: "Alice Example", Email: "alice@example.com", EmailVerified: true}
-		err = store.CreateUser(ctx, u, demo.Password)
+		err = store.CreateUser(ctx, u, creds.Password)
 		if err == nil {
 			logger.Info("created the demo user", "username", demoUsername)
 			return nil
@@ -508,15 +682,15 @@ func seedUser(ctx context.Context, store *storage.Store, demo *demoCredentials, 
 	if err != nil {
 		return fmt.Errorf("look up the demo user: %w", err)
 	}
-	if storage.CompareSecret(u.PasswordHash, demo.Password) != nil {
-		demo.passwordUnknown = true
+	if storage.CompareSecret(u.PasswordHash, creds.Password) != nil {
+		creds.passwordUnknown = true
 		logger.Warn("the user "+demoUsername+" exists already with a password not in "+path+"; leaving her alone",
 			"hint", "set one with: authz users set-password "+demoUsername+" --password-stdin")
 	}
 	return nil
 }
 
-func seedClient(ctx context.Context, store *storage.Store, m authz.ClientMetadata, demo *demoCredentials, path string, logger *slog.Logger) error {
+func seedClient(ctx context.Context, store *storage.Store, m authz.ClientMetadata, creds *demoCredentials, path string, logger *slog.Logger) error {
 	existing, err := store.Client(ctx, m.ClientID)
 	if errors.Is(err, storage.ErrNotFound) {
 		// The server generates confidential clients' secrets (256 bits,
@@ -527,8 +701,8 @@ func seedClient(ctx context.Context, store *storage.Store, m authz.ClientMetadat
 			if created.ClientSecret == "" {
 				return nil
 			}
-			demo.ClientSecrets[m.ClientID] = created.ClientSecret
-			return demo.save(path)
+			creds.ClientSecrets[m.ClientID] = created.ClientSecret
+			return creds.save(path)
 		}
 		if !errors.Is(err, authz.ErrClientExists) {
 			return fmt.Errorf("create demo client %s: %w", m.ClientID, err)
@@ -538,34 +712,45 @@ func seedClient(ctx context.Context, store *storage.Store, m authz.ClientMetadat
 	if err != nil {
 		return fmt.Errorf("look up demo client %s: %w", m.ClientID, err)
 	}
-	if existing.TokenEndpointAuthMethod == "none" {
+	// The demo clients are dev's: their redirect URIs are this run's.
+	moved := !slices.Equal(existing.RedirectURIs, m.RedirectURIs) || !slices.Equal(existing.PostLogoutRedirectURIs, m.PostLogoutRedirectURIs)
+	if moved {
+		existing.RedirectURIs, existing.PostLogoutRedirectURIs = m.RedirectURIs, m.PostLogoutRedirectURIs
+	}
+	secret := creds.ClientSecrets[m.ClientID]
+	rekey := existing.TokenEndpointAuthMethod != "none" && (secret == "" || storage.CompareSecret(existing.SecretHash, secret) != nil)
+	if rekey {
+		if secret, err = storage.GenerateSecret(); err != nil {
+			return err
+		}
+		creds.ClientSecrets[m.ClientID] = secret
+		if err := creds.save(path); err != nil { // before it is used, so that it is never lost
+			return err
+		}
+		existing.SecretHash = storage.HashGeneratedSecret(secret)
+	}
+	if !moved && !rekey {
 		return nil
 	}
-	if secret := demo.ClientSecrets[m.ClientID]; secret != "" && storage.CompareSecret(existing.SecretHash, secret) == nil {
-		return nil
-	}
-	secret, err := storage.GenerateSecret()
-	if err != nil {
-		return err
-	}
-	demo.ClientSecrets[m.ClientID] = secret
-	if err := demo.save(path); err != nil {
-		return err
-	}
-	existing.SecretHash = storage.HashGeneratedSecret(secret)
 	if err := store.UpdateClient(ctx, existing); err != nil {
-		return fmt.Errorf("reset the secret of demo client %s: %w", m.ClientID, err)
+		return fmt.Errorf("update demo client %s: %w", m.ClientID, err)
 	}
-	logger.Warn("gave a demo client a new secret: the one it had is not in "+path, "client_id", m.ClientID)
+	if rekey {
+		logger.Warn("gave a demo client a new secret: the one it had is not in "+path, "client_id", m.ClientID)
+	}
+	if moved {
+		logger.Info("set a demo client's redirect URIs", "client_id", m.ClientID, "redirect_uris", m.RedirectURIs,
+			"post_logout_redirect_uris", m.PostLogoutRedirectURIs)
+	}
 	return nil
 }
 
-// demoAuthorizeURL is the demo BFF's authorization request.
-func demoAuthorizeURL(issuer string) string {
+// demoAuthorizeURL is the demo BFF's authorization request, by hand.
+func demoAuthorizeURL(issuer, redirectURI string) string {
 	return issuer + "/oauth2/authorize?" + encodeOrdered(
 		"response_type", "code",
 		"client_id", demoBFF,
-		"redirect_uri", demoRedirectBFF,
+		"redirect_uri", redirectURI,
 		"scope", "openid profile contacts",
 		"state", "demo")
 }
@@ -583,16 +768,35 @@ func encodeOrdered(kv ...string) string {
 	return b.String()
 }
 
-// printBanner tells a newcomer what is running and how to try it.
-func printBanner(w io.Writer, issuer, data string, ownCluster bool, dataDir string, demo *demoCredentials) {
-	bff, api := demo.ClientSecrets[demoBFF], demo.ClientSecrets[demoAPI]
-	password := "password " + demo.Password
-	if demo.passwordUnknown {
+// banner is what dev prints once it serves.
+type banner struct {
+	issuer     string
+	data       string // what is kept where
+	ownCluster bool
+	dataDir    string
+	creds      *demoCredentials
+	bffOrigin  string    // the demo-bff client's redirect URIs' origin
+	apps       *demoApps // with --demo
+}
+
+// print tells a newcomer what is running and how to try it.
+func (b *banner) print(w io.Writer) {
+	bffSecret, apiSecret := b.creds.ClientSecrets[demoBFF], b.creds.ClientSecrets[demoAPI]
+	redirect := b.bffOrigin + "/callback"
+	password := "password " + b.creds.Password
+	if b.creds.passwordUnknown {
 		password = "who existed already (her password was not set by authz dev)"
 	}
-	stop := "Ctrl-C stops the server."
-	if ownCluster {
-		stop = "Ctrl-C stops the server and PostgreSQL; the next start keeps everything (delete " + dataDir + " to start over)."
+	tryDemo, nothing, what := "", "nothing listens\n   there", "the server"
+	if b.apps != nil {
+		tryDemo = fmt.Sprintf("\nDemo: open %s and click Get contacts\n      (the BFF calls the contacts API at %s; sign in as %s)\n",
+			b.bffOrigin, b.apps.bff.APIURL, demoUsername)
+		nothing, what = "the demo BFF\n   there did not start this sign-in", "the demo apps and the server"
+	}
+	stop := "Ctrl-C stops " + what + "."
+	if b.ownCluster {
+		what = strings.Replace(what, " and ", ", ", 1)
+		stop = "Ctrl-C stops " + what + " and PostgreSQL; the next start keeps everything (delete " + b.dataDir + " to start over)."
 	}
 	fmt.Fprintf(w, `
 authz dev is running at %[1]s
@@ -602,17 +806,35 @@ authz dev is running at %[1]s
   clients    %[5]s  secret %[6]s  (confidential BFF; redirect %[7]s)
              %[8]s  public SPA, PKCE S256 required; redirect %[9]s
              %[10]s  secret %[11]s  (resource server: introspection)
-
+%[14]s
 1. Open this URL, sign in as %[3]s and press Allow:
    %[12]s
-2. The browser lands on %[7]s?code=...&state=demo (nothing listens
-   there: copy the code from the address bar). Exchange it within 10 minutes:
+2. The browser lands on %[7]s?code=...&state=demo (%[15]s: copy the code from the address bar). Exchange it within 10 minutes:
    curl -s -u %[5]s:%[6]s %[1]s/oauth2/token -d grant_type=authorization_code -d redirect_uri=%[7]s -d code=CODE
 3. Check the access token as the API would:
    curl -s -u %[10]s:%[11]s %[1]s/oauth2/introspect -d token=ACCESS_TOKEN
 
 %[13]s
 
-`, issuer, data, demoUsername, password, demoBFF, bff, demoRedirectBFF,
-		demoSPA, demoRedirectSPA, demoAPI, api, demoAuthorizeURL(issuer), stop)
+`, b.issuer, b.data, demoUsername, password, demoBFF, bffSecret, redirect,
+		demoSPA, demoRedirectSPA, demoAPI, apiSecret, demoAuthorizeURL(b.issuer, redirect), stop, tryDemo, nothing)
+}
+
+// printCredentials prints the demo credentials as JSON, for --seed-only.
+// alice_password is left out when alice existed with another password.
+func printCredentials(w io.Writer, creds *demoCredentials) error {
+	out := struct {
+		Username      string            `json:"username"`
+		Password      string            `json:"alice_password,omitempty"`
+		ClientSecrets map[string]string `json:"client_secrets"`
+	}{demoUsername, creds.Password, creds.ClientSecrets}
+	if creds.passwordUnknown {
+		out.Password = ""
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
 }

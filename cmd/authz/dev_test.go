@@ -23,6 +23,8 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/authz/authz/internal/demo"
+	"github.com/authz/authz/internal/demo/demotest"
 	"github.com/authz/authz/internal/pgcluster"
 	"github.com/authz/authz/storage"
 )
@@ -59,9 +61,9 @@ type devRun struct {
 	password, bffSecret, apiSecret, authorizeURL string
 }
 
-// startDev runs "authz dev" on a free port with dataDir and waits until it
-// answers.
-func startDev(t *testing.T, e env, dataDir string) *devRun {
+// startDev runs "authz dev" on a free port with dataDir and more flags,
+// and waits until it answers and has printed its banner.
+func startDev(t *testing.T, e env, dataDir string, flags ...string) *devRun {
 	t.Helper()
 	e = maps.Clone(e)
 	e["AUTHZ_LOG_FORMAT"] = "json" // logSink reads JSON
@@ -70,7 +72,7 @@ func startDev(t *testing.T, e env, dataDir string) *devRun {
 		logs: &logSink{listening: make(chan string, 1)}}
 	t.Cleanup(func() { d.stop() })
 	go func() {
-		d.done <- run(ctx, []string{"dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir},
+		d.done <- run(ctx, append([]string{"dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, flags...),
 			e.get, strings.NewReader(""), d.stdout, d.logs)
 	}()
 	var addr string
@@ -85,6 +87,19 @@ func startDev(t *testing.T, e env, dataDir string) *devRun {
 	d.issuer = "http://" + addr
 	waitHealthy(t, d.issuer)
 
+	// With --demo, the banner comes once the demo apps serve.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(d.stdout.String(), "Ctrl-C stops") {
+		select {
+		case err := <-d.done:
+			d.done <- err
+			t.Fatalf("dev returned before its banner: %v\nstdout:\n%s\nlog:\n%s", err, d.stdout, d.logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner after 30s\nstdout:\n%s\nlog:\n%s", d.stdout, d.logs)
+		}
+	}
 	banner := d.stdout.String()
 	for _, f := range []struct {
 		dst *string
@@ -619,7 +634,162 @@ func TestDevErrors(t *testing.T) {
 	}
 	defer ln.Close()
 	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with AUTHZ_LISTEN=:8081", false, "dev", "--data-dir", dir, "--listen", ln.Addr().String())
+	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with --demo-bff-listen 127.0.0.1:3001", false,
+		"dev", "--data-dir", dir, "--listen", "127.0.0.1:0", "--demo", "--demo-bff-listen", ln.Addr().String())
+	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with --demo-api-listen 127.0.0.1:4001", false,
+		"dev", "--data-dir", dir, "--listen", "127.0.0.1:0", "--demo", "--demo-bff-listen", "127.0.0.1:0", "--demo-api-listen", ln.Addr().String())
 	if _, err := os.Lstat(filepath.Join(dir, "pg")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a cluster was made (%v) though the port was taken", err)
+	}
+
+	wantError(t, e, "", "dev: --demo and --seed-only do not go together", true, "dev", "--data-dir", dir, "--demo", "--seed-only")
+	wantError(t, e, "", `dev: --demo-bff-listen "127.0.0.1:0": want host:port, with a port other than 0 unless with --demo`, true,
+		"dev", "--data-dir", dir, "--seed-only", "--demo-bff-listen", "127.0.0.1:0")
+	wantError(t, e, "", `dev: --demo-bff-listen "3000": want host:port`, true, "dev", "--data-dir", dir, "--demo", "--demo-bff-listen", "3000")
+	wantError(t, e, "", `dev: --demo-api-listen "4000": want host:port`, true, "dev", "--data-dir", dir, "--demo", "--demo-api-listen", "4000")
+}
+
+// TestDevDemo runs dev --demo on free ports: the demo API and BFF start
+// once the provider listens, configured for the demo clients; a person
+// opens the BFF, clicks Get contacts, signs in, allows, and sees alice's
+// contacts. Ctrl-C stops all three, the demo apps first.
+func TestDevDemo(t *testing.T) {
+	t.Parallel()
+	e := dbEnv(t)
+	dataDir := filepath.Join(t.TempDir(), ".data")
+	d := startDev(t, e, dataDir, "--demo", "--demo-bff-listen", "127.0.0.1:0", "--demo-api-listen", "127.0.0.1:0")
+
+	banner := d.stdout.String()
+	m := regexp.MustCompile(`\nDemo: open (http://localhost:\d+) and click Get contacts\n\s+\(the BFF calls the contacts API at (http://127\.0\.0\.1:\d+); sign in as alice\)\n`).FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("banner does not say where the demo is:\n%s", banner)
+	}
+	bffURL, apiURL := m[1], m[2]
+	if bffURL == "http://localhost:3000" || !strings.Contains(banner, "(confidential BFF; redirect "+bffURL+"/callback)") {
+		t.Errorf("the banner's BFF redirect does not follow the BFF's port %s:\n%s", bffURL, banner)
+	}
+	if n := strings.Count(banner, "\n"); n > 28 {
+		t.Errorf("banner has %d lines, want at most 28:\n%s", n, banner)
+	}
+	// The demo-bff client follows the BFF's port too.
+	store := openStore(t, e)
+	c, err := store.Client(t.Context(), "demo-bff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.RedirectURIs, []string{bffURL + "/callback"}) || !slices.Equal(c.PostLogoutRedirectURIs, []string{bffURL + "/"}) {
+		t.Errorf("demo-bff redirect URIs %v, post-logout %v; want the BFF's %s", c.RedirectURIs, c.PostLogoutRedirectURIs, bffURL)
+	}
+
+	b := demotest.NewBrowser(t)
+	home := b.Get(bffURL + "/")
+	if text, _ := home.Text(t, "get-contacts"); home.Status != http.StatusOK || text != "Get contacts" {
+		t.Fatalf("the BFF's home page: %d, get-contacts %q:\n%s", home.Status, text, home.Body)
+	}
+	p, trail := b.Through(b.Submit(home, "get-contacts", nil), "alice", d.password, "allow")
+	var sawLogin, sawConsent bool
+	for _, step := range trail {
+		onAuthz := strings.HasPrefix(step.URL.String(), d.issuer+"/oauth2/authorize")
+		sawLogin = sawLogin || onAuthz && step.IsLogin()
+		sawConsent = sawConsent || onAuthz && step.IsConsent()
+	}
+	if !sawLogin || !sawConsent {
+		t.Errorf("want the provider's login and consent pages on the way (login %v, consent %v)", sawLogin, sawConsent)
+	}
+	if p.Status != http.StatusOK || p.URL.String() != bffURL+"/contacts" {
+		t.Fatalf("ended at %s with %d:\n%s", p.URL, p.Status, p.Body)
+	}
+	if who, _ := p.Text(t, "who"); who != "Alice Example" {
+		t.Errorf("signed in as %q, want Alice Example", who)
+	}
+	table, _ := p.Text(t, "contacts")
+	if !strings.HasPrefix(table, "Contacts of alice") || strings.Count(table, "@example.com") != 3 || strings.Count(p.Body, "<tr>") != 4 {
+		t.Errorf("contacts table: %q", table)
+	}
+	// The API is there for a curl too, and wants a token.
+	resp, err := http.Get(apiURL + "/contacts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("GET %s/contacts without a token: %s %q", apiURL, resp.Status, resp.Header.Get("WWW-Authenticate"))
+	}
+
+	d.stop()
+	for _, u := range []string{d.issuer, bffURL, apiURL} {
+		if resp, err := http.Get(u + "/healthz"); err == nil {
+			resp.Body.Close()
+			t.Errorf("%s still answers after Ctrl-C", u)
+		}
+	}
+	log := d.logs.String()
+	bffDown := strings.Index(log, `"msg":"shutting down","app":"demo-bff"`)
+	apiDown := strings.Index(log, `"msg":"shutting down","app":"demo-api"`)
+	providerDown := strings.Index(log, `"msg":"shutting down","timeout"`)
+	if bffDown < 0 || apiDown < 0 || providerDown < bffDown || providerDown < apiDown {
+		t.Errorf("want the demo apps to shut down, then the provider:\n%s", log)
+	}
+	if strings.Contains(log, d.bffSecret) || strings.Contains(log, d.apiSecret) {
+		t.Error("a client secret was logged")
+	}
+
+	// Without --demo, dev puts the demo-bff client back at port 3000.
+	plain := startDev(t, e, dataDir)
+	checkDemoData(t, store)
+	if log := plain.logs.String(); !strings.Contains(log, `"msg":"set a demo client's redirect URIs","client_id":"demo-bff"`) {
+		t.Errorf("log does not say the redirect URIs were set:\n%s", log)
+	}
+	plain.stop()
+}
+
+// TestDevSeedOnly seeds the demo data, as docker compose's demo-seed
+// service does, and prints the credentials as JSON; again, it changes
+// nothing.
+func TestDevSeedOnly(t *testing.T) {
+	t.Parallel()
+	e := dbEnv(t)
+	dir := filepath.Join(t.TempDir(), "demo")
+	out := mustRun(t, e, "", "dev", "--seed-only", "--data-dir", dir)
+	var creds struct {
+		Username      string            `json:"username"`
+		Password      string            `json:"alice_password"`
+		ClientSecrets map[string]string `json:"client_secrets"`
+	}
+	if err := json.Unmarshal([]byte(out), &creds); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, out)
+	}
+	if creds.Username != "alice" || creds.Password == "" || len(creds.ClientSecrets) != 2 {
+		t.Fatalf("credentials %+v", creds)
+	}
+	store := openStore(t, e)
+	checkDemoData(t, store)
+	ctx := t.Context()
+	for id, secret := range creds.ClientSecrets {
+		c, err := store.Client(ctx, id)
+		if err != nil || storage.CompareSecret(c.SecretHash, secret) != nil {
+			t.Errorf("%s: the printed secret does not match (%v)", id, err)
+		}
+		// The demo commands read it from the data directory.
+		if got, err := demo.ClientSecret(filepath.Join(dir, "demo.json"), id); got != secret || err != nil {
+			t.Errorf("demo.ClientSecret(%s) = %q, %v", id, got, err)
+		}
+	}
+	u, err := store.UserByUsername(ctx, "alice")
+	if err != nil || storage.CompareSecret(u.PasswordHash, creds.Password) != nil {
+		t.Errorf("alice's printed password does not work (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "secret")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("seeding made a system secret (%v)", err)
+	}
+
+	if again := mustRun(t, e, "", "dev", "--seed-only", "--data-dir", dir); again != out {
+		t.Errorf("a second seeding printed\n%s\nnot\n%s", again, out)
+	}
+	// A BFF published on another port gets its redirect URIs.
+	mustRun(t, e, "", "dev", "--seed-only", "--data-dir", dir, "--demo-bff-listen", ":3001")
+	c, err := store.Client(ctx, "demo-bff")
+	if err != nil || !slices.Equal(c.RedirectURIs, []string{"http://localhost:3001/callback"}) || !slices.Equal(c.PostLogoutRedirectURIs, []string{"http://localhost:3001/"}) {
+		t.Errorf("demo-bff after --demo-bff-listen :3001: %v, %v (%v)", c.RedirectURIs, c.PostLogoutRedirectURIs, err)
 	}
 }

@@ -1,39 +1,26 @@
 // Command demo-api is the demo resource server for authz: a small
-// "contacts API" that accepts the access tokens authz issues.
-//
-// GET /contacts needs an access token (Authorization: Bearer, RFC 6750).
-// For each request the API asks the authorization server about the token
-// with token introspection (RFC 7662), authenticating as its own client
-// (client_secret_basic), and answers
-//
-//   - 401 with WWW-Authenticate: Bearer when there is no token, or the token
-//     is not active (unknown, expired, revoked) or is not an access token;
-//   - 400 invalid_request when the Authorization header is malformed;
-//   - 403 insufficient_scope when the token is active but was not granted
-//     the "contacts" scope, or does not stand for a user;
-//   - 200 with a JSON document otherwise: the token's sub and username and
-//     three made-up contacts derived deterministically from the sub;
-//   - 502 when the authorization server cannot be asked.
-//
-// # Caching
-//
-// An active introspection result is cached for --cache (5s by default), and
-// never past the token's exp. A token revoked at the authorization server
-// therefore keeps working here for up to that long; --cache 0 turns the
-// cache off and every request is introspected. Inactive results are never
-// cached. The cache is keyed by the SHA-256 of the token: the raw token is
-// neither kept nor logged.
+// "contacts API" that accepts the access tokens authz issues, checking each
+// with token introspection. The API itself is package internal/demo/api,
+// which documents its answers and its cache; "authz dev --demo" runs it in
+// the same process as the provider.
 //
 // # Configuration
 //
 // Flags, each with an environment variable as its fallback:
 //
-//	--listen           DEMO_API_LISTEN         127.0.0.1:4000
-//	--issuer           AUTHZ_ISSUER            http://localhost:8080
-//	--client-id        DEMO_API_CLIENT_ID      demo-api
-//	--client-secret    DEMO_API_CLIENT_SECRET  (required; prefer the variable, flags show in ps)
-//	--cache            DEMO_API_CACHE          5s (0 disables)
+//	--listen           DEMO_API_LISTEN           127.0.0.1:4000
+//	--issuer           AUTHZ_ISSUER              http://localhost:8080
+//	--client-id        DEMO_API_CLIENT_ID        demo-api
+//	--client-secret    DEMO_API_CLIENT_SECRET    (required, or --credentials; prefer the variable, flags show in ps)
+//	--credentials      DEMO_CREDENTIALS          a file authz dev writes (.data/demo.json) to read the secret from
+//	--cache            DEMO_API_CACHE            5s (0 disables)
 //	--startup-timeout  DEMO_API_STARTUP_TIMEOUT  30s: how long to wait for the issuer's discovery document
+//	--issuer-addr      DEMO_ISSUER_ADDR          host:port to connect to for the issuer (default: its own)
+//
+// --issuer-addr is for an issuer whose host name means another machine
+// where the API runs: in docker compose, browsers reach authz at
+// http://localhost:8080 but the API's container reaches it at authz:8080.
+// Requests keep the issuer's URL; only the connection goes elsewhere.
 //
 // The client is one that may use the client_credentials grant (authz dev
 // seeds it as demo-api); the API uses it only to authenticate at the
@@ -49,13 +36,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/authz/authz/internal/demo"
+	"github.com/authz/authz/internal/demo/api"
 )
 
 func main() {
@@ -70,10 +58,6 @@ func main() {
 	}
 }
 
-// shutdownTimeout bounds how long in-flight requests may take to finish
-// once a signal arrived.
-const shutdownTimeout = 10 * time.Second
-
 // run reads the configuration, discovers the introspection endpoint and
 // serves until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -87,56 +71,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer ln.Close()
-	h, err := NewHandler(ctx, cfg, logger)
+	h, err := api.NewHandler(ctx, cfg, logger)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for the issuer
 		}
 		return err
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 	fmt.Fprintf(stdout, "demo-api listening on http://%s\n", ln.Addr())
 	logger.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "cache", cfg.Cache.String())
-	return serve(ctx, srv, ln, logger)
-}
-
-// serve runs srv on ln until ctx is done, then lets in-flight requests
-// finish (for at most shutdownTimeout).
-func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.Logger) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return demo.Serve(ctx, ln, h, logger)
 }
 
 // parseFlags reads the flags, falling back to the environment, and checks
 // them.
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (listen string, cfg Config, err error) {
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (listen string, cfg api.Config, err error) {
 	fs := flag.NewFlagSet("demo-api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cache, err := envDuration(getenv, "DEMO_API_CACHE", DefaultCache)
+	cache, err := envDuration(getenv, "DEMO_API_CACHE", api.DefaultCache)
 	if err != nil {
 		return "", cfg, err
 	}
-	startup, err := envDuration(getenv, "DEMO_API_STARTUP_TIMEOUT", DefaultStartupTimeout)
+	startup, err := envDuration(getenv, "DEMO_API_STARTUP_TIMEOUT", api.DefaultStartupTimeout)
 	if err != nil {
 		return "", cfg, err
 	}
@@ -144,8 +100,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (li
 	fs.StringVar(&cfg.Issuer, "issuer", envOr(getenv, "AUTHZ_ISSUER", "http://localhost:8080"), "the authorization server's issuer URL (env AUTHZ_ISSUER)")
 	fs.StringVar(&cfg.ClientID, "client-id", envOr(getenv, "DEMO_API_CLIENT_ID", "demo-api"), "this API's client id, for introspection (env DEMO_API_CLIENT_ID)")
 	fs.StringVar(&cfg.ClientSecret, "client-secret", getenv("DEMO_API_CLIENT_SECRET"), "this API's client secret (env DEMO_API_CLIENT_SECRET; prefer it: flags show in ps)")
+	credentials := fs.String("credentials", getenv("DEMO_CREDENTIALS"), "read the client secret from this `file` that authz dev writes, e.g. .data/demo.json (env DEMO_CREDENTIALS)")
 	fs.DurationVar(&cfg.Cache, "cache", cache, "how long an active introspection result is cached, never past the token's exp; 0 disables (env DEMO_API_CACHE)")
 	fs.DurationVar(&cfg.StartupTimeout, "startup-timeout", startup, "how long to wait for the issuer at start-up (env DEMO_API_STARTUP_TIMEOUT)")
+	issuerAddr := fs.String("issuer-addr", getenv("DEMO_ISSUER_ADDR"), "host:port to connect to for the issuer, when its host name means another machine here, as localhost in a container (env DEMO_ISSUER_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return "", cfg, err
 	}
@@ -153,30 +111,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (li
 		return "", cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
-	if err := cfg.validate(); err != nil {
+	if cfg.ClientSecret == "" && *credentials != "" {
+		if cfg.ClientSecret, err = demo.ClientSecret(*credentials, cfg.ClientID); err != nil {
+			return "", cfg, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
 		return "", cfg, err
 	}
+	if *issuerAddr != "" {
+		if cfg.HTTPClient, err = demo.HTTPClient(cfg.Issuer, *issuerAddr); err != nil {
+			return "", cfg, err
+		}
+	}
 	return listen, cfg, nil
-}
-
-// validate checks what the flags cannot.
-func (c Config) validate() error {
-	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("issuer %q is not an http(s) URL", c.Issuer)
-	}
-	if c.ClientID == "" {
-		return errors.New("a client id is required: --client-id or DEMO_API_CLIENT_ID")
-	}
-	if c.ClientSecret == "" {
-		return errors.New("a client secret is required: set DEMO_API_CLIENT_SECRET (or --client-secret)")
-	}
-	if c.Cache < 0 {
-		return fmt.Errorf("cache %s is negative (0 disables the cache)", c.Cache)
-	}
-	if c.StartupTimeout < 0 {
-		return fmt.Errorf("startup timeout %s is negative", c.StartupTimeout)
-	}
-	return nil
 }
 
 func envOr(getenv func(string) string, name, def string) string {

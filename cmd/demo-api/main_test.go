@@ -2,16 +2,22 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/authz/authz/internal/demo/api"
+	"github.com/authz/authz/internal/demo/demotest"
+	"github.com/authz/authz/storage/pgtest"
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 func TestParseFlags(t *testing.T) {
 	t.Parallel()
@@ -21,19 +27,19 @@ func TestParseFlags(t *testing.T) {
 		args    []string
 		env     map[string]string
 		listen  string
-		want    Config
+		want    api.Config
 		wantErr string
 	}{
 		{name: "defaults", env: secret, listen: "127.0.0.1:4000",
-			want: Config{Issuer: "http://localhost:8080", ClientID: "demo-api", ClientSecret: "s3cret", Cache: 5 * time.Second, StartupTimeout: 30 * time.Second}},
+			want: api.Config{Issuer: "http://localhost:8080", ClientID: "demo-api", ClientSecret: "s3cret", Cache: 5 * time.Second, StartupTimeout: 30 * time.Second}},
 		{name: "environment", env: map[string]string{
 			"DEMO_API_LISTEN": ":4444", "AUTHZ_ISSUER": "https://login.example.com/", "DEMO_API_CLIENT_ID": "rs",
 			"DEMO_API_CLIENT_SECRET": "x", "DEMO_API_CACHE": "0", "DEMO_API_STARTUP_TIMEOUT": "1m"}, listen: ":4444",
-			want: Config{Issuer: "https://login.example.com", ClientID: "rs", ClientSecret: "x", Cache: 0, StartupTimeout: time.Minute}},
+			want: api.Config{Issuer: "https://login.example.com", ClientID: "rs", ClientSecret: "x", Cache: 0, StartupTimeout: time.Minute}},
 		{name: "flags win", env: map[string]string{"DEMO_API_LISTEN": ":4444", "DEMO_API_CLIENT_SECRET": "env", "DEMO_API_CACHE": "1s"},
 			args:   []string{"--listen", ":5555", "--issuer", "http://127.0.0.1:9999", "--client-id", "me", "--client-secret", "flag", "--cache", "2s"},
 			listen: ":5555",
-			want:   Config{Issuer: "http://127.0.0.1:9999", ClientID: "me", ClientSecret: "flag", Cache: 2 * time.Second, StartupTimeout: 30 * time.Second}},
+			want:   api.Config{Issuer: "http://127.0.0.1:9999", ClientID: "me", ClientSecret: "flag", Cache: 2 * time.Second, StartupTimeout: 30 * time.Second}},
 		{name: "no secret", wantErr: "DEMO_API_CLIENT_SECRET"},
 		{name: "negative cache", env: secret, args: []string{"--cache", "-1s"}, wantErr: "negative"},
 		{name: "bad cache variable", env: map[string]string{"DEMO_API_CLIENT_SECRET": "x", "DEMO_API_CACHE": "5"}, wantErr: "DEMO_API_CACHE"},
@@ -59,37 +65,19 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRun starts the command as main does, serves a request and stops it
 // the way SIGTERM does, by cancelling the context.
 func TestRun(t *testing.T) {
 	t.Parallel()
-	a := startAuthz(t, nil)
-	web, apiClient := a.seed(t)
-	a.createUser(t, "alice")
-	tok := a.userToken(t, web, "alice", "openid contacts")
+	a := demotest.StartAuthz(t, nil)
+	web, apiClient := a.SeedDemo(t)
+	a.CreateUser(t, "alice", "")
+	tok := a.UserToken(t, web, "alice", "openid contacts")
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	stdoutR, stdoutW := io.Pipe()
-	stderr := &syncBuffer{}
+	stderr := &demotest.SyncBuffer{}
 	env := map[string]string{"AUTHZ_ISSUER": a.URL, "DEMO_API_CLIENT_SECRET": apiClient.ClientSecret}
 	done := make(chan error, 1)
 	go func() {
@@ -130,5 +118,35 @@ func TestRun(t *testing.T) {
 	}
 	if strings.Contains(logs, tok.AccessToken) || strings.Contains(logs, apiClient.ClientSecret) {
 		t.Errorf("a token or secret was logged:\n%s", logs)
+	}
+}
+
+// The secret can come from the credentials file authz dev writes, and
+// --issuer-addr gives the clients a dialer of their own.
+func TestParseFlagsCredentialsAndIssuerAddr(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "demo.json")
+	if err := os.WriteFile(path, []byte(`{"client_secrets": {"demo-bff": "bff-secret", "demo-api": "api-secret"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DEMO_CREDENTIALS": path, "AUTHZ_ISSUER": "http://localhost:8080"}
+	_, cfg, err := parseFlags([]string{"--issuer-addr", "authz:8080"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.TrimPrefix("demo-api-secret", "demo-"); cfg.ClientSecret != want || cfg.HTTPClient == nil || cfg.HTTPClient.Transport == nil {
+		t.Errorf("secret %q (want %q), client %+v", cfg.ClientSecret, want, cfg.HTTPClient)
+	}
+	// A secret given wins over the file; a file without the client fails.
+	env["DEMO_API_CLIENT_SECRET"] = "given"
+	if _, cfg, err := parseFlags(nil, func(k string) string { return env[k] }, io.Discard); err != nil || cfg.ClientSecret != "given" || cfg.HTTPClient != nil {
+		t.Errorf("%+v %v", cfg, err)
+	}
+	delete(env, "DEMO_API_CLIENT_SECRET")
+	if _, _, err := parseFlags([]string{"--client-id", "other"}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), `no secret for client "other"`) {
+		t.Errorf("unknown client: %v", err)
+	}
+	if _, _, err := parseFlags([]string{"--issuer-addr", "authz"}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "host:port") {
+		t.Errorf("bad issuer address: %v", err)
 	}
 }

@@ -12,19 +12,25 @@
 //	--listen                    DEMO_BFF_LISTEN                    127.0.0.1:3000
 //	--issuer                    AUTHZ_ISSUER                       http://localhost:8080
 //	--client-id                 DEMO_BFF_CLIENT_ID                 demo-bff
-//	--client-secret             DEMO_BFF_CLIENT_SECRET             (required; prefer the variable, flags show in ps)
+//	--client-secret             DEMO_BFF_CLIENT_SECRET             (required, or --credentials; prefer the variable, flags show in ps)
+//	--credentials               DEMO_CREDENTIALS                   a file authz dev writes (.data/demo.json) to read the secret from
 //	--redirect-uri              DEMO_BFF_REDIRECT_URI              http://localhost:<listen port>/callback
 //	--post-logout-redirect-uri  DEMO_BFF_POST_LOGOUT_REDIRECT_URI  the redirect URI's origin + "/"
 //	--api                       DEMO_API_URL                       http://localhost:4000
 //	--scope                     DEMO_BFF_SCOPE                     openid profile email offline_access contacts
 //	--startup-timeout           DEMO_BFF_STARTUP_TIMEOUT           30s: how long to wait for the issuer's discovery document
+//	--issuer-addr               DEMO_ISSUER_ADDR                   host:port to connect to for the issuer (default: its own)
+//
+// --issuer-addr is for an issuer whose host name means another machine
+// where the BFF runs: in docker compose, browsers reach authz at
+// http://localhost:8080 but the BFF's container reaches it at authz:8080.
+// Requests keep the issuer's URL; only the connection goes elsewhere.
 //
 // authz dev registers the matching client: demo-bff, client_secret_basic,
 // redirect URI http://localhost:3000/callback, post-logout redirect URI
 // http://localhost:3000/. Open http://localhost:3000 (not 127.0.0.1: the
 // BFF sends browsers to the redirect URI's host so that its cookies come
-// back with the callback).
-//
+// back with the callback). "authz dev --demo" does all of this for you.
 package main
 
 import (
@@ -35,7 +41,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -43,6 +48,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/authz/authz/internal/demo"
 	"github.com/authz/authz/internal/demo/bff"
 )
 
@@ -57,10 +63,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-// shutdownTimeout bounds how long in-flight requests may take to finish
-// once a signal arrived.
-const shutdownTimeout = 10 * time.Second
 
 // run reads the configuration, discovers the provider and serves until ctx
 // is done, then shuts down gracefully.
@@ -85,37 +87,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 	fmt.Fprintf(stdout, "demo-bff listening on http://%s; open %s\n", ln.Addr(), origin(cfg.RedirectURI))
 	logger.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "redirect_uri", cfg.RedirectURI, "api", cfg.APIURL)
-	return serve(ctx, srv, ln, logger)
-}
-
-// serve runs srv on ln until ctx is done, then lets in-flight requests
-// finish (for at most shutdownTimeout).
-func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.Logger) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return demo.Serve(ctx, ln, h, logger)
 }
 
 // origin is scheme://host of an http(s) URL: where the BFF's pages are.
@@ -157,11 +131,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (li
 	fs.StringVar(&cfg.Issuer, "issuer", envOr(getenv, "AUTHZ_ISSUER", "http://localhost:8080"), "the authorization server's issuer URL (env AUTHZ_ISSUER)")
 	fs.StringVar(&cfg.ClientID, "client-id", envOr(getenv, "DEMO_BFF_CLIENT_ID", "demo-bff"), "client id (env DEMO_BFF_CLIENT_ID)")
 	fs.StringVar(&cfg.ClientSecret, "client-secret", getenv("DEMO_BFF_CLIENT_SECRET"), "client secret (env DEMO_BFF_CLIENT_SECRET; prefer it: flags show in ps)")
+	credentials := fs.String("credentials", getenv("DEMO_CREDENTIALS"), "read the client secret from this `file` that authz dev writes, e.g. .data/demo.json (env DEMO_CREDENTIALS)")
 	fs.StringVar(&cfg.RedirectURI, "redirect-uri", getenv("DEMO_BFF_REDIRECT_URI"), "registered redirect URI (env DEMO_BFF_REDIRECT_URI; default http://localhost:<listen port>/callback)")
 	fs.StringVar(&cfg.PostLogoutRedirectURI, "post-logout-redirect-uri", getenv("DEMO_BFF_POST_LOGOUT_REDIRECT_URI"), "registered post-logout redirect URI (env DEMO_BFF_POST_LOGOUT_REDIRECT_URI; default the redirect URI's origin + /)")
 	fs.StringVar(&cfg.APIURL, "api", envOr(getenv, "DEMO_API_URL", "http://localhost:4000"), "base URL of the contacts API (env DEMO_API_URL)")
 	fs.StringVar(&scope, "scope", envOr(getenv, "DEMO_BFF_SCOPE", bff.DefaultScope), "scopes to ask for (env DEMO_BFF_SCOPE)")
 	fs.DurationVar(&cfg.StartupTimeout, "startup-timeout", startup, "how long to wait for the issuer at start-up (env DEMO_BFF_STARTUP_TIMEOUT)")
+	issuerAddr := fs.String("issuer-addr", getenv("DEMO_ISSUER_ADDR"), "host:port to connect to for the issuer, when its host name means another machine here, as localhost in a container (env DEMO_ISSUER_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return "", cfg, err
 	}
@@ -171,6 +147,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (li
 	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
 	cfg.APIURL = strings.TrimSuffix(cfg.APIURL, "/")
 	cfg.Scopes = strings.Fields(scope)
+	if cfg.ClientSecret == "" && *credentials != "" {
+		if cfg.ClientSecret, err = demo.ClientSecret(*credentials, cfg.ClientID); err != nil {
+			return "", cfg, err
+		}
+	}
+	if *issuerAddr != "" {
+		if cfg.HTTPClient, err = demo.HTTPClient(cfg.Issuer, *issuerAddr); err != nil {
+			return "", cfg, err
+		}
+	}
 	check := cfg
 	if check.RedirectURI == "" {
 		check.RedirectURI = "http://localhost/callback" // derived later

@@ -2,48 +2,52 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/authz/authz/authz"
+	"github.com/authz/authz/internal/demo/bff"
+	"github.com/authz/authz/internal/demo/demotest"
+	"github.com/authz/authz/storage/pgtest"
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 func TestParseFlags(t *testing.T) {
 	t.Parallel()
 	secret := map[string]string{"DEMO_BFF_CLIENT_SECRET": "s3cret"}
-	defaultScopes := strings.Fields(DefaultScope)
+	defaultScopes := strings.Fields(bff.DefaultScope)
 	for _, tc := range []struct {
 		name    string
 		args    []string
 		env     map[string]string
 		listen  string
-		want    Config
+		want    bff.Config
 		wantErr string
 	}{
 		{name: "defaults", env: secret, listen: "127.0.0.1:3000",
-			want: Config{Issuer: "http://localhost:8080", ClientID: "demo-bff", ClientSecret: "s3cret",
+			want: bff.Config{Issuer: "http://localhost:8080", ClientID: "demo-bff", ClientSecret: "s3cret",
 				APIURL: "http://localhost:4000", Scopes: defaultScopes, StartupTimeout: 30 * time.Second}},
 		{name: "environment", listen: ":3333", env: map[string]string{
 			"DEMO_BFF_LISTEN": ":3333", "AUTHZ_ISSUER": "https://login.example.com/", "DEMO_BFF_CLIENT_ID": "web",
 			"DEMO_BFF_CLIENT_SECRET": "x", "DEMO_BFF_REDIRECT_URI": "https://app.example.com/cb",
 			"DEMO_BFF_POST_LOGOUT_REDIRECT_URI": "https://app.example.com/bye", "DEMO_API_URL": "https://api.example.com/",
 			"DEMO_BFF_SCOPE": "openid contacts", "DEMO_BFF_STARTUP_TIMEOUT": "1m"},
-			want: Config{Issuer: "https://login.example.com", ClientID: "web", ClientSecret: "x",
+			want: bff.Config{Issuer: "https://login.example.com", ClientID: "web", ClientSecret: "x",
 				RedirectURI: "https://app.example.com/cb", PostLogoutRedirectURI: "https://app.example.com/bye",
 				APIURL: "https://api.example.com", Scopes: []string{"openid", "contacts"}, StartupTimeout: time.Minute}},
 		{name: "flags win", env: map[string]string{"DEMO_BFF_LISTEN": ":3333", "DEMO_BFF_CLIENT_SECRET": "env"},
 			args: []string{"--listen", ":4444", "--issuer", "http://127.0.0.1:9", "--client-id", "me", "--client-secret", "flag",
 				"--redirect-uri", "http://localhost:4444/callback", "--api", "http://127.0.0.1:4000", "--scope", "openid"},
 			listen: ":4444",
-			want: Config{Issuer: "http://127.0.0.1:9", ClientID: "me", ClientSecret: "flag", RedirectURI: "http://localhost:4444/callback",
+			want: bff.Config{Issuer: "http://127.0.0.1:9", ClientID: "me", ClientSecret: "flag", RedirectURI: "http://localhost:4444/callback",
 				APIURL: "http://127.0.0.1:4000", Scopes: []string{"openid"}, StartupTimeout: 30 * time.Second}},
 		{name: "no secret", wantErr: "DEMO_BFF_CLIENT_SECRET"},
 		{name: "bad redirect URI", env: secret, args: []string{"--redirect-uri", "/callback"}, wantErr: "redirect URI"},
@@ -87,84 +91,17 @@ func TestLocalOrigin(t *testing.T) {
 	}
 }
 
-func TestNewServerChecksRedirectPath(t *testing.T) {
-	t.Parallel()
-	for _, uri := range []string{"http://localhost:3000/", "http://localhost:3000/contacts"} {
-		_, err := NewServer(t.Context(), Config{Issuer: "http://127.0.0.1:9", ClientID: "x", ClientSecret: "y",
-			RedirectURI: uri, APIURL: "http://127.0.0.1:9", Scopes: []string{"openid"}}, testLogger())
-		if err == nil || !strings.Contains(err.Error(), "redirect URI") {
-			t.Errorf("%s: %v", uri, err)
-		}
-	}
-}
-
-func TestDiscovery(t *testing.T) {
-	t.Parallel()
-	a := startAuthz(t, nil)
-	cfg := func(issuer string, timeout time.Duration) Config {
-		return Config{Issuer: issuer, ClientID: "demo-bff", ClientSecret: "x", RedirectURI: "http://localhost:3000/callback",
-			APIURL: "http://localhost:4000", Scopes: []string{"openid"}, StartupTimeout: timeout}
-	}
-	t.Run("waits for the issuer", func(t *testing.T) {
-		a.unavailable.Store(1)
-		s, err := NewServer(t.Context(), cfg(a.URL, 10*time.Second), testLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.endSessionURL != a.URL+"/oauth2/logout" || s.revocationURL != a.URL+"/oauth2/revoke" || s.oauth.Endpoint.TokenURL != a.URL+"/oauth2/token" {
-			t.Errorf("endpoints: %q %q %+v", s.endSessionURL, s.revocationURL, s.oauth.Endpoint)
-		}
-		if n := a.unavailable.Load(); n >= 0 {
-			t.Errorf("the failing request was not made (unavailable = %d)", n)
-		}
-	})
-	t.Run("gives up at the deadline", func(t *testing.T) {
-		gone := httptest.NewServer(http.NotFoundHandler())
-		gone.Close()
-		_, err := NewServer(t.Context(), cfg(gone.URL, 300*time.Millisecond), testLogger())
-		if err == nil || !strings.Contains(err.Error(), "gave up after 300ms") {
-			t.Fatalf("got %v", err)
-		}
-	})
-	t.Run("another issuer fails at once", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		_, err := NewServer(ctx, cfg(strings.Replace(a.URL, "127.0.0.1", "localhost", 1), time.Minute), testLogger())
-		if err == nil || !strings.Contains(err.Error(), "did not match") {
-			t.Fatalf("got %v", err)
-		}
-	})
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRun starts the command as main does, serves requests and stops it the
 // way SIGTERM does, by cancelling the context.
 func TestRun(t *testing.T) {
 	t.Parallel()
-	a := startAuthz(t, nil)
-	web := a.createClient(t, authz.ClientMetadata{ClientID: "demo-bff", RedirectURIs: []string{"http://localhost:3000/callback"}})
+	a := demotest.StartAuthz(t, nil)
+	web := a.CreateClient(t, authz.ClientMetadata{ClientID: "demo-bff", RedirectURIs: []string{"http://localhost:3000/callback"}})
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	stdoutR, stdoutW := io.Pipe()
-	stderr := &syncBuffer{}
+	stderr := &demotest.SyncBuffer{}
 	env := map[string]string{"AUTHZ_ISSUER": a.URL, "DEMO_BFF_CLIENT_SECRET": web.ClientSecret}
 	done := make(chan error, 1)
 	go func() {
@@ -216,5 +153,35 @@ func TestRun(t *testing.T) {
 	}
 	if logs := stderr.String(); !strings.Contains(logs, "shutting down") || strings.Contains(logs, web.ClientSecret) {
 		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+// The secret can come from the credentials file authz dev writes, and
+// --issuer-addr gives the clients a dialer of their own.
+func TestParseFlagsCredentialsAndIssuerAddr(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "demo.json")
+	if err := os.WriteFile(path, []byte(`{"client_secrets": {"demo-bff": "bff-secret", "demo-api": "api-secret"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DEMO_CREDENTIALS": path, "AUTHZ_ISSUER": "http://localhost:8080"}
+	_, cfg, err := parseFlags([]string{"--issuer-addr", "authz:8080"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.TrimPrefix("demo-bff-secret", "demo-"); cfg.ClientSecret != want || cfg.HTTPClient == nil || cfg.HTTPClient.Transport == nil {
+		t.Errorf("secret %q (want %q), client %+v", cfg.ClientSecret, want, cfg.HTTPClient)
+	}
+	// A secret given wins over the file; a file without the client fails.
+	env["DEMO_BFF_CLIENT_SECRET"] = "given"
+	if _, cfg, err := parseFlags(nil, func(k string) string { return env[k] }, io.Discard); err != nil || cfg.ClientSecret != "given" || cfg.HTTPClient != nil {
+		t.Errorf("%+v %v", cfg, err)
+	}
+	delete(env, "DEMO_BFF_CLIENT_SECRET")
+	if _, _, err := parseFlags([]string{"--client-id", "other"}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), `no secret for client "other"`) {
+		t.Errorf("unknown client: %v", err)
+	}
+	if _, _, err := parseFlags([]string{"--issuer-addr", "authz"}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "host:port") {
+		t.Errorf("bad issuer address: %v", err)
 	}
 }
