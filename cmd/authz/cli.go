@@ -17,7 +17,8 @@ Usage:
 Commands:
   serve                     run the server (--migrate applies pending migrations first)
   dev                       run a development server with a demo user and demo clients, on a
-                            private PostgreSQL kept in ./.data unless a database is configured
+                            private PostgreSQL kept in ./.data unless a database is configured;
+                            --demo also runs the demo web app (:3000) and contacts API (:4000)
   migrate                   apply pending database migrations
   migrate status            list migrations and whether each is applied
   clients create            register a client; prints it as JSON, with its secret (shown once)

@@ -57,20 +57,20 @@ const (
 func demoClients(bffOrigin string) []authz.ClientMetadata {
 	return []authz.ClientMetadata{{
 		ClientID:                demoBFF,
-		ClientName:              "Demo BFF",
+		ClientName:              "Contacts demo",
 		RedirectURIs:            []string{bffOrigin + "/callback"},
 		Scope:                   bff.DefaultScope,
 		TokenEndpointAuthMethod: "client_secret_basic",
 		PostLogoutRedirectURIs:  []string{bffOrigin + "/"},
 	}, {
 		ClientID:                demoSPA,
-		ClientName:              "Demo SPA",
+		ClientName:              "Contacts SPA",
 		RedirectURIs:            []string{demoRedirectSPA},
 		Scope:                   "openid profile email",
 		TokenEndpointAuthMethod: "none",
 	}, {
 		ClientID:                demoAPI,
-		ClientName:              "Demo API",
+		ClientName:              "Contacts API",
 		GrantTypes:              []string{"client_credentials"},
 		TokenEndpointAuthMethod: "client_secret_basic",
 	}}
