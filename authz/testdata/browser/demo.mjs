@@ -131,6 +131,13 @@ const mustBe = (v, what, ok) => {
 };
 
 const shoot = await screenshotter(cfg.screenshots, result.screenshots);
+// shootPhone saves name-390.png too, at a phone's width (390px).
+const shootPhone = async (page, name) => {
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shoot(page, `${name}-390`);
+  await page.setViewportSize(size);
+};
 let browser;
 let exitCode = 1;
 try {
@@ -162,6 +169,7 @@ try {
     result.bffOrigin = new URL(page.url()).origin;
     a.home = await view(page);
     await shoot(page, "01-bff-home");
+    await shootPhone(page, "01-bff-home");
     mustBe(a.home, "the BFF's home page with Get contacts", a.home.hasGetContacts);
 
     result.step = "allow: Get contacts";
@@ -181,6 +189,7 @@ try {
     await click(page, 'button[name="action"][value="allow"]');
     a.contacts = await view(page);
     await shoot(page, "04-contacts");
+    await shootPhone(page, "04-contacts");
     mustBe(a.contacts, "the BFF's page", a.contacts.origin === result.bffOrigin);
 
     scenario = "deny";
@@ -206,6 +215,7 @@ try {
     await click(page, 'button[name="action"][value="deny"]');
     d.denied = await view(page);
     await shoot(page, "05-denied");
+    await shootPhone(page, "05-denied");
     await page.context().close();
 
     scenario = "logout";
@@ -224,6 +234,7 @@ try {
     }
     l.signedOut = await view(page);
     await shoot(page, "06-signed-out");
+    await shootPhone(page, "06-signed-out");
 
     result.step = "logout: Get contacts again";
     await click(page, "#get-contacts");

@@ -23,9 +23,10 @@
 // hours after sign-in, at sign-out, or when its refresh token stops working.
 //
 // The pages have stable element ids for browser tests: the "Get contacts"
-// button is #get-contacts, "Sign out" #sign-out, "Sign in" #sign-in, the
-// contacts table #contacts, an error message #error, the signed-in name
-// #who.
+// button is #get-contacts, "Sign out" #sign-out, the contacts table
+// #contacts, an error message #error, a notice (signed out, access not
+// allowed) #notice, the signed-in name #who. Signed out, "Get contacts" is
+// the one way to sign in: its form is #sign-in.
 package bff
 
 import (
@@ -53,12 +54,18 @@ const (
 	DefaultStartupTimeout = 30 * time.Second
 )
 
-// Cookie names. Each holds a random value only.
+// Cookie names. Each holds a random value only, but flashCookie, which
+// names one of a fixed set of notices.
 const (
 	sessionCookie = "demo_bff_session" // the signed-in session's id
 	loginCookie   = "demo_bff_login"   // the sign-in in progress
 	logoutCookie  = "demo_bff_logout"  // the state sent with RP-initiated logout
+	flashCookie   = "demo_bff_flash"   // a notice for the next page: flashDenied
 )
+
+// flashDenied is flashCookie's value after the user denied access on the
+// consent page.
+const flashDenied = "denied"
 
 // maxEntries bounds sessions and sign-ins in progress each, so that a
 // flood of requests cannot exhaust memory.
@@ -107,6 +114,7 @@ type Server struct {
 	sessions      *store[*session]
 	logins        *store[*pendingLogin]
 	crossOrigin   *http.CrossOriginProtection
+	callbackPath  string // the redirect URI's path
 	pages         *template.Template
 	mux           *http.ServeMux
 }
@@ -143,8 +151,16 @@ func isHTTPURL(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
-//go:embed page.html style.css
+//go:embed page.html style.css favicon.svg
 var assets embed.FS
+
+// initial is the first letter of name, upper case, for avatars.
+func initial(name string) string {
+	for _, r := range strings.TrimSpace(name) {
+		return strings.ToUpper(string(r))
+	}
+	return "?"
+}
 
 // NewServer discovers the provider (waiting up to cfg.StartupTimeout for
 // it to come up) and returns the BFF.
@@ -169,10 +185,10 @@ func NewServer(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, e
 	switch p := redirect.EscapedPath(); {
 	case p == "" || p == "/" || strings.ContainsAny(p, "{}"):
 		return nil, fmt.Errorf("redirect URI %q needs a path of its own, such as /callback", cfg.RedirectURI)
-	case slices.Contains([]string{"/login", "/contacts", "/logout", "/style.css", "/healthz"}, p):
+	case slices.Contains([]string{"/login", "/contacts", "/logout", "/style.css", "/favicon.svg", "/healthz"}, p):
 		return nil, fmt.Errorf("redirect URI %q: the BFF serves %s itself", cfg.RedirectURI, p)
 	}
-	pages, err := template.ParseFS(assets, "page.html")
+	pages, err := template.New("page.html").Funcs(template.FuncMap{"initial": initial}).ParseFS(assets, "page.html")
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +222,7 @@ func NewServer(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, e
 		sessions:      newStore[*session](cfg.Now, maxEntries),
 		logins:        newStore[*pendingLogin](cfg.Now, maxEntries),
 		crossOrigin:   http.NewCrossOriginProtection(),
+		callbackPath:  redirect.EscapedPath(),
 		pages:         pages,
 		mux:           http.NewServeMux(),
 	}
@@ -214,7 +231,8 @@ func NewServer(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, e
 	s.mux.HandleFunc("GET "+redirect.EscapedPath(), s.callback)
 	s.mux.HandleFunc("GET /contacts", s.contacts)
 	s.mux.HandleFunc("POST /logout", s.logout)
-	s.mux.HandleFunc("GET /style.css", s.stylesheet)
+	s.mux.HandleFunc("GET /style.css", s.asset("style.css", "text/css; charset=utf-8"))
+	s.mux.HandleFunc("GET /favicon.svg", s.asset("favicon.svg", "image/svg+xml"))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -228,7 +246,7 @@ func NewServer(ctx context.Context, cfg Config, logger *slog.Logger) (*Server, e
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -244,24 +262,39 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // home serves the start page. After RP-initiated logout the provider sends
-// the browser here with the state we gave it.
+// the browser here with the state we gave it; after a denied consent the
+// callback sends it here with flashCookie set.
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	sess, _ := s.session(r)
 	var data pageData
 	if state := r.URL.Query().Get("state"); state != "" {
 		if c, err := r.Cookie(logoutCookie); err == nil && equal(c.Value, state) {
-			data.Notice = "You have signed out."
+			data.Title = "Signed out"
+			data.Notice = &notice{Kind: "ok", Title: "You have signed out.",
+				Text: "Your session in this app has ended, and authz signed you out too."}
 		}
 		s.clearCookie(w, logoutCookie)
+	}
+	if c, err := r.Cookie(flashCookie); err == nil {
+		if c.Value == flashDenied {
+			data.Title = "Access not allowed"
+			data.Notice = &notice{Kind: "warn", Title: "You didn't allow access.",
+				Text: "Contacts demo needs your permission to read your contacts from the Contacts API. Nothing was shared. To try again, choose Allow when authz asks."}
+			data.Action = "Try again"
+		}
+		s.clearCookie(w, flashCookie)
 	}
 	s.render(w, http.StatusOK, sess, data)
 }
 
-func (s *Server) stylesheet(w http.ResponseWriter, _ *http.Request) {
-	css, _ := assets.ReadFile("style.css")
-	w.Header().Set("Content-Type", "text/css; charset=utf-8")
-	w.Header().Set("Cache-Control", "public, max-age=3600")
-	_, _ = w.Write(css)
+// asset serves an embedded file.
+func (s *Server) asset(name, contentType string) http.HandlerFunc {
+	body, _ := assets.ReadFile(name)
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		_, _ = w.Write(body)
+	}
 }
 
 // session returns the browser's live session and its id, or nil.
@@ -277,18 +310,32 @@ func (s *Server) session(r *http.Request) (*session, string) {
 	return sess, c.Value
 }
 
-// pageData fills page.html.
+// pageData fills page.html. It shows the error page when Error is set,
+// else the contacts when Contacts is, else the home page.
 type pageData struct {
+	Title    string // the <title> before " · Contacts demo", and the error page's heading
 	Who      string // the signed-in user's name; empty when signed out
 	CSRF     string
-	Notice   string
+	Notice   *notice
 	Error    string
+	Action   string // the label of the "Get contacts" button
 	Contacts *contactsDoc
 }
+
+// notice is a message above the page: Kind is "ok" or "warn".
+type notice struct{ Kind, Title, Text string }
 
 func (s *Server) render(w http.ResponseWriter, status int, sess *session, data pageData) {
 	if sess != nil {
 		data.Who, data.CSRF = sess.name, sess.csrf
+	}
+	switch {
+	case data.Error != "":
+		data.Action = "Try again"
+	case data.Contacts != nil:
+		data.Title, data.Action = "Your contacts", "Refresh"
+	case data.Action == "":
+		data.Action = "Get contacts"
 	}
 	var buf bytes.Buffer
 	if err := s.pages.ExecuteTemplate(&buf, "page.html", data); err != nil {
@@ -303,6 +350,11 @@ func (s *Server) render(w http.ResponseWriter, status int, sess *session, data p
 }
 
 // fail shows message on the page. err, the cause, is logged, never shown.
+//
+// A denial on the consent page is the user's choice, not a failure: it
+// sends the browser home, where a notice explains it and offers to try
+// again. Left on the callback URL, a reload would say something else (the
+// sign-in is used up).
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, message string, err error) {
 	level := slog.LevelInfo
 	if status >= 500 {
@@ -314,7 +366,21 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, messag
 	}
 	s.log.Log(r.Context(), level, message, attrs...)
 	sess, _ := s.session(r)
-	s.render(w, status, sess, pageData{Error: message})
+	if status == http.StatusForbidden && r.URL.EscapedPath() == s.callbackPath && r.URL.Query().Get("error") == "access_denied" {
+		s.setCookie(w, flashCookie, flashDenied, time.Minute)
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	title := "Something went wrong"
+	switch r.URL.EscapedPath() {
+	case s.callbackPath, "/login":
+		title = "Sign-in failed"
+	case "/contacts":
+		title = "Couldn't get your contacts"
+	case "/logout":
+		title = "Sign-out failed"
+	}
+	s.render(w, status, sess, pageData{Title: title, Error: message})
 }
 
 func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {

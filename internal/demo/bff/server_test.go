@@ -2,9 +2,11 @@ package bff
 
 import (
 	"context"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,16 @@ func TestSignInAndGetContacts(t *testing.T) {
 	}
 	if text, _ := home.Text(t, "get-contacts"); text != "Get contacts" {
 		t.Fatalf("get-contacts button says %q", text)
+	}
+	// One action, not two: signed out, "Get contacts" is the sign-in.
+	if f := home.Form(t, "sign-in"); f.Method != http.MethodGet || f.Action != "/contacts" || !slices.Contains(f.IDs, "get-contacts") {
+		t.Fatalf("the sign-in form %+v, want GET /contacts with #get-contacts", f)
+	}
+	if n := len(home.Forms(t)); n != 1 {
+		t.Errorf("the signed-out home page has %d forms, want one", n)
+	}
+	if title := pageTitle(home); title != "Contacts demo" {
+		t.Errorf("home page title %q", title)
 	}
 
 	// "Get contacts" while signed out starts the sign-in.
@@ -91,7 +103,10 @@ func TestSignInAndGetContacts(t *testing.T) {
 		t.Fatalf("the API was called %d times, want once", len(seen))
 	}
 	table, _ := p.Text(t, "contacts")
-	want := []string{"Contacts of alice"}
+	if caption := strings.Fields(table); strings.Join(caption[:5], " ") != "Contacts of alice (Alice Liddell)" {
+		t.Errorf("the contacts table's caption: %q", table)
+	}
+	var want []string
 	for _, c := range r.api.contacts(t, seen[0]).Contacts {
 		want = append(want, c.Name, c.Email, c.Phone)
 	}
@@ -99,6 +114,9 @@ func TestSignInAndGetContacts(t *testing.T) {
 		if !strings.Contains(table, w) {
 			t.Errorf("the contacts table lacks %q: %s", w, table)
 		}
+	}
+	if title := pageTitle(p); title != "Your contacts · Contacts demo" {
+		t.Errorf("contacts page title %q", title)
 	}
 	if n := strings.Count(p.Body, "<tr>"); n != 4 {
 		t.Errorf("%d table rows, want a header and 3 contacts", n)
@@ -133,8 +151,12 @@ func TestSignInAndGetContacts(t *testing.T) {
 	if seen := r.api.tokens(); len(seen) != 2 || seen[1] != seen[0] {
 		t.Errorf("the second call used another token")
 	}
-	if home := b.Get(r.url + "/"); !strings.Contains(home.Body, `Signed in as <strong id="who">Alice Liddell</strong>`) {
+	home = b.Get(r.url + "/")
+	if who, _ := home.Text(t, "who"); who != "Alice Liddell" || !strings.Contains(home.Body, "Signed in as") {
 		t.Errorf("home page when signed in:\n%s", home.Body)
+	}
+	if _, ok := home.Text(t, "sign-in"); ok {
+		t.Error("signed in, yet the page offers to sign in")
 	}
 }
 
@@ -185,6 +207,14 @@ func TestCallbackState(t *testing.T) {
 		if msg, _ := p.Text(t, "error"); p.Status != http.StatusBadRequest || !strings.Contains(msg, "No sign-in is in progress") {
 			t.Fatalf("got %d %q", p.Status, msg)
 		}
+		// The error page says what failed and offers to try again, which
+		// signs in.
+		if text, _ := p.Text(t, "get-contacts"); text != "Try again" || pageTitle(p) != "Sign-in failed · Contacts demo" {
+			t.Errorf("button %q, title %q", text, pageTitle(p))
+		}
+		if f := p.Form(t, "sign-in"); f.Action != "/contacts" {
+			t.Errorf("Try again goes to %s", f.Action)
+		}
 	})
 	t.Run("state used twice", func(t *testing.T) {
 		b := newBrowser(t)
@@ -206,12 +236,28 @@ func TestAccessDenied(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	b := newBrowser(t)
-	p, _ := r.through(b, b.Get(r.url+"/contacts"), "deny")
-	if msg, _ := p.Text(t, "error"); msg != "You denied access." || p.Status != http.StatusForbidden {
-		t.Fatalf("want 403 and You denied access., got %d %q:\n%s", p.Status, msg, p.Body)
+	p, trail := r.through(b, b.Get(r.url+"/contacts"), "deny")
+	// The callback sends the browser home, which explains and offers to
+	// try again.
+	if cb := trail[len(trail)-2]; cb.URL.Path != "/callback" || cb.Status != http.StatusSeeOther {
+		t.Fatalf("the denied callback answered %d at %s, want a redirect home", cb.Status, cb.URL)
+	}
+	msg, _ := p.Text(t, "notice")
+	if p.Status != http.StatusOK || p.URL.String() != r.url+"/" || !strings.HasPrefix(msg, "You didn't allow access.") || !strings.Contains(msg, "permission") {
+		t.Fatalf("want the home page saying access was not allowed, got %d at %s, notice %q:\n%s", p.Status, p.URL, msg, p.Body)
+	}
+	if _, ok := p.Text(t, "error"); ok {
+		t.Error("a denial is shown as an error")
+	}
+	if text, _ := p.Text(t, "get-contacts"); text != "Try again" || pageTitle(p) != "Access not allowed · Contacts demo" {
+		t.Errorf("button %q, title %q", text, pageTitle(p))
 	}
 	if _, ok := p.Text(t, "sign-in"); !ok || r.session(b) != nil {
 		t.Fatal("denied, yet signed in")
+	}
+	// The notice is shown once: a reload shows the plain home page.
+	if again := b.Get(r.url + "/"); strings.Contains(again.Body, `id="notice"`) {
+		t.Errorf("the notice is shown again on reload:\n%s", again.Body)
 	}
 	if len(r.api.tokens()) != 0 {
 		t.Fatal("the API was called")
@@ -306,6 +352,9 @@ func TestAPIForbidden(t *testing.T) {
 	if _, ok := p.Text(t, "contacts"); ok {
 		t.Error("contacts shown")
 	}
+	if title := pageTitle(p); title != "Couldn't get your contacts · Contacts demo" {
+		t.Errorf("title %q", title)
+	}
 }
 
 // Sign out ends the BFF's session and the provider's, and revokes the
@@ -365,8 +414,8 @@ func TestSignOut(t *testing.T) {
 	if len(trail) != 3 || p.URL.Path != "/" || p.URL.Query().Get("state") != q.Get("state") {
 		t.Fatalf("want authz's logout to send the browser straight back to / with the state; ended at %s after %d steps:\n%s", p.URL, len(trail), p.Body)
 	}
-	if msg, _ := p.Text(t, "notice"); msg != "You have signed out." {
-		t.Errorf("notice %q", msg)
+	if msg, _ := p.Text(t, "notice"); !strings.HasPrefix(msg, "You have signed out.") || pageTitle(p) != "Signed out · Contacts demo" {
+		t.Errorf("notice %q, title %q", msg, pageTitle(p))
 	}
 	if _, ok := p.Text(t, "sign-in"); !ok {
 		t.Error("no Sign in link")
@@ -412,7 +461,7 @@ func TestPagesAndHeaders(t *testing.T) {
 	home := newBrowser(t).Get(r.url + "/")
 	for k, want := range map[string]string{
 		"X-Frame-Options":         "DENY",
-		"Content-Security-Policy": "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+		"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
 		"Cache-Control":           "no-store",
 		"Referrer-Policy":         "no-referrer",
 	} {
@@ -422,6 +471,10 @@ func TestPagesAndHeaders(t *testing.T) {
 	}
 	if strings.Contains(home.Body, "<script") || strings.Contains(home.Body, "style=") || strings.Contains(home.Body, "<style") {
 		t.Error("the page has inline script or style")
+	}
+	icon := newBrowser(t).Get(r.url + "/favicon.svg")
+	if icon.Status != http.StatusOK || icon.Header.Get("Content-Type") != "image/svg+xml" || !strings.Contains(home.Body, `href="/favicon.svg"`) {
+		t.Errorf("favicon.svg: %d %s", icon.Status, icon.Header.Get("Content-Type"))
 	}
 
 	// Browsers are kept on the redirect URI's host, where the cookies are.
@@ -433,16 +486,12 @@ func TestPagesAndHeaders(t *testing.T) {
 	}
 }
 
-// "Sign in" signs in and comes back to the home page; return_to cannot
-// send the browser elsewhere.
+// /login signs in and comes back to the home page; return_to cannot send
+// the browser elsewhere.
 func TestSignInLink(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	b := newBrowser(t)
-	home := b.Get(r.url + "/")
-	if href := `<a id="sign-in" class="button secondary" href="/login">Sign in</a>`; !strings.Contains(home.Body, href) {
-		t.Fatalf("no Sign in link:\n%s", home.Body)
-	}
 	p, _ := r.through(b, b.Get(r.url+"/login?return_to=//evil.example/"), "allow")
 	if p.Status != http.StatusOK || p.URL.String() != r.url+"/" {
 		t.Fatalf("ended at %s with %d", p.URL, p.Status)
@@ -501,4 +550,11 @@ func TestDiscovery(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// pageTitle is the text of the page's <title>.
+func pageTitle(p *page) string {
+	_, rest, _ := strings.Cut(p.Body, "<title>")
+	title, _, _ := strings.Cut(rest, "</title>")
+	return html.UnescapeString(title)
 }
