@@ -357,18 +357,14 @@ func (h *Handler) currentUser(ctx context.Context, r *http.Request) (*storage.Us
 	if err != nil || c.Value == "" {
 		return nil, time.Time{}, nil
 	}
-	sess, err := h.store.LoginSession(ctx, c.Value)
+	u, sess, err := h.store.SessionUser(ctx, c.Value)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, time.Time{}, nil
 	}
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	u, err := h.store.User(ctx, sess.UserID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, time.Time{}, nil
-	}
-	return u, sess.AuthTime, err
+	return u, sess.AuthTime, nil
 }
 
 func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, user *storage.User, authTime time.Time, p prompt, fresh bool) {

@@ -37,7 +37,7 @@ type Store interface {
 	Authenticate(ctx context.Context, username, password string) (*storage.User, error)
 	User(ctx context.Context, id string) (*storage.User, error)
 	CreateLoginSession(ctx context.Context, userID string, ttl time.Duration) (string, *storage.LoginSession, error)
-	LoginSession(ctx context.Context, cookie string) (*storage.LoginSession, error)
+	SessionUser(ctx context.Context, cookie string) (*storage.User, *storage.LoginSession, error)
 	DeleteLoginSession(ctx context.Context, cookie string) error
 	SaveConsent(ctx context.Context, userID, clientID string, scopes []string, ttl time.Duration) error
 	HasConsent(ctx context.Context, userID, clientID string, scopes []string) (bool, error)

@@ -42,19 +42,31 @@ func (s *Store) CreateLoginSession(ctx context.Context, userID string, ttl time.
 // LoginSession returns the live session behind a cookie value. Expired
 // sessions and sessions of disabled users are ErrNotFound.
 func (s *Store) LoginSession(ctx context.Context, cookie string) (*LoginSession, error) {
-	rows, err := s.db(ctx).Query(ctx, `
-		SELECT ls.user_id, ls.auth_time, ls.created_at, ls.expires_at
+	_, sess, err := s.SessionUser(ctx, cookie)
+	return sess, err
+}
+
+// SessionUser returns the live session behind a cookie value together with
+// its user, in one query: the authorize endpoint asks this on every request.
+// Expired sessions and sessions of disabled users are ErrNotFound.
+func (s *Store) SessionUser(ctx context.Context, cookie string) (*User, *LoginSession, error) {
+	var (
+		u    User
+		sess LoginSession
+	)
+	err := s.db(ctx).QueryRow(ctx, `
+		SELECT u.id, u.username, u.password_hash, u.email, u.email_verified, u.name, u.disabled,
+		       u.created_at, u.updated_at, ls.user_id, ls.auth_time, ls.created_at, ls.expires_at
 		FROM login_sessions ls JOIN users u ON u.id = ls.user_id
-		WHERE ls.id_hash = $1 AND ls.expires_at > $2 AND NOT u.disabled`, hashKey(cookie), s.now().UTC())
+		WHERE ls.id_hash = $1 AND ls.expires_at > $2 AND NOT u.disabled`, hashKey(cookie), s.now().UTC()).Scan(
+		&u.ID, &u.Username, &u.PasswordHash, &u.Email, &u.EmailVerified, &u.Name, &u.Disabled,
+		&u.CreatedAt, &u.UpdatedAt, &sess.UserID, &sess.AuthTime, &sess.CreatedAt, &sess.ExpiresAt)
 	if err != nil {
-		return nil, translate("get login session", err)
+		return nil, nil, translate("get login session", err)
 	}
-	sess, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[LoginSession])
-	if err != nil {
-		return nil, translate("get login session", err)
-	}
+	u.normalize()
 	sess.AuthTime, sess.CreatedAt, sess.ExpiresAt = sess.AuthTime.UTC(), sess.CreatedAt.UTC(), sess.ExpiresAt.UTC()
-	return sess, nil
+	return &u, &sess, nil
 }
 
 // DeleteLoginSession ends the session behind a cookie value. Ending one that

@@ -1326,6 +1326,27 @@ func testTimes(t *testing.T, mk func(*testing.T) *env) {
 }
 
 func testLoginSessions(t *testing.T, mk func(*testing.T) *env) {
+	t.Run("SessionUser", func(t *testing.T) {
+		e := mk(t)
+		alice := e.newUser("alice")
+		cookie, created, err := e.store.CreateLoginSession(e.ctx, alice.ID, time.Hour)
+		e.must(err)
+		u, sess, err := e.store.SessionUser(e.ctx, cookie)
+		e.must(err)
+		if u.ID != alice.ID || u.Username != "alice" || u.Email != alice.Email || u.Name != alice.Name || u.PasswordHash == "" {
+			t.Errorf("SessionUser user = %+v, want %+v", u, alice)
+		}
+		if !sess.AuthTime.Equal(created.AuthTime) || !sess.ExpiresAt.Equal(created.ExpiresAt) || sess.AuthTime.Location() != time.UTC {
+			t.Errorf("SessionUser session = %+v, want %+v in UTC", sess, created)
+		}
+		_, _, err = e.store.SessionUser(e.ctx, cookie+"x")
+		wantErr(t, "unknown cookie", err, storage.ErrNotFound)
+		_, err = e.store.UpdateUser(e.ctx, alice.ID, storage.UserUpdate{Disabled: ptr(true)})
+		e.must(err)
+		_, _, err = e.store.SessionUser(e.ctx, cookie)
+		wantErr(t, "session of a disabled user", err, storage.ErrNotFound)
+	})
+
 	t.Run("Lifecycle", func(t *testing.T) {
 		e := mk(t)
 		alice, bob := e.newUser("alice"), e.newUser("bob")
