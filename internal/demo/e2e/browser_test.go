@@ -1,23 +1,17 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/authz/authz/authz"
+	"github.com/authz/authz/internal/browsertest"
 	"github.com/authz/authz/internal/demo/api"
 	"github.com/authz/authz/internal/demo/bff"
 	"github.com/authz/authz/internal/demo/demotest"
@@ -31,20 +25,25 @@ import (
 // console errors, CSP violations or failed requests.
 func TestDemoInBrowser(t *testing.T) {
 	t.Parallel()
-	chromium, dir := requireBrowser(t)
+	env := browsertest.Require(t, "demo.mjs")
 	d := startDemo(t)
 
-	res := runDemo(t, dir, map[string]any{
-		// The BFF's 127.0.0.1 address: it must send the browser on to
-		// localhost, its redirect URI's host, where its cookies live.
-		"bff":         d.bffLoopback + "/",
-		"issuer":      d.issuer,
-		"allow":       map[string]string{"username": "alice", "password": demotest.Password},
-		"deny":        map[string]string{"username": "bob", "password": demotest.Password},
-		"screenshots": screenshotDir(t),
-		"chromium":    chromium,
-		"timeoutMs":   75000,
-	})
+	res := new(demoResult)
+	env.Run(t, browsertest.Script{
+		Name:    "demo.mjs",
+		Timeout: 90 * time.Second,
+		Input: map[string]any{
+			// The BFF's 127.0.0.1 address: it must send the browser on to
+			// localhost, its redirect URI's host, where its cookies live.
+			"bff":         d.bffLoopback + "/",
+			"issuer":      d.issuer,
+			"allow":       map[string]string{"username": "alice", "password": demotest.Password},
+			"deny":        map[string]string{"username": "bob", "password": demotest.Password},
+			"screenshots": browsertest.ScreenshotDir(t),
+			"chromium":    env.Chromium,
+			"timeoutMs":   75000,
+		},
+	}, res)
 
 	if res.BFFOrigin != d.bff {
 		t.Errorf("opening %s/ ended at %s, want the redirect URI's origin %s", d.bffLoopback, res.BFFOrigin, d.bff)
@@ -248,41 +247,14 @@ func (d *demo) checkEvents(t *testing.T, res *demoResult) {
 			noFavicon[origin+"/favicon.ico"] = resp.StatusCode == http.StatusNotFound
 		}
 	}
-	expected := func(ev event) bool {
-		switch {
-		case noFavicon[ev.URL] && ev.Status == http.StatusNotFound,
-			noFavicon[ev.Source] && strings.Contains(ev.Text, "404"):
-			return true
-		}
-		return false
-	}
-	for _, c := range []struct {
-		what   string
-		events []event
-	}{
-		{"CSP violation", res.CSPViolations},
-		{"console error", res.ConsoleErrors},
-		{"uncaught exception", res.PageErrors},
-		{"HTTP error", res.HTTPErrors},
-		{"failed request", res.FailedRequests},
-	} {
-		for _, ev := range c.events {
-			if expected(ev) {
-				t.Logf("expected %s: %v", c.what, ev)
-			} else {
-				t.Errorf("%s: %v", c.what, ev)
-			}
-		}
-	}
-	for _, ev := range res.ConsoleWarnings {
-		t.Logf("console warning: %v", ev)
-	}
+	res.Check(t, func(ev browsertest.Event) bool {
+		return noFavicon[ev.URL] && ev.Status == http.StatusNotFound ||
+			noFavicon[ev.Source] && strings.Contains(ev.Text, "404")
+	})
 }
 
 // demoResult is what demo.mjs prints.
 type demoResult struct {
-	Step      string `json:"step"`
-	Error     string `json:"error"`
 	BFFOrigin string `json:"bffOrigin"`
 	Allow     struct {
 		Home, Login, Consent, Contacts pageView
@@ -294,14 +266,9 @@ type demoResult struct {
 		Confirm          *pageView // authz's confirmation page, if it asked
 		SignedOut, Again pageView
 	} `json:"logout"`
-	Navigations     []event  `json:"navigations"`
-	ConsoleErrors   []event  `json:"consoleErrors"`
-	ConsoleWarnings []event  `json:"consoleWarnings"`
-	CSPViolations   []event  `json:"cspViolations"`
-	PageErrors      []event  `json:"pageErrors"`
-	HTTPErrors      []event  `json:"httpErrors"`
-	FailedRequests  []event  `json:"failedRequests"`
-	Screenshots     []string `json:"screenshots"`
+	Navigations []browsertest.Event `json:"navigations"` // the documents loaded
+	browsertest.Events
+	Screenshots []string `json:"screenshots"`
 }
 
 // pageView is what a page showed; see view in demo.mjs.
@@ -323,143 +290,11 @@ type pageView struct {
 	Contacts        []contact `json:"contacts"`
 }
 
-// event is one console message, violation, request or document load, with
-// the scenario it happened in; URLs come without their query strings.
-type event struct {
-	Scenario  string `json:"scenario,omitempty"`
-	Page      string `json:"page,omitempty"`
-	Text      string `json:"text,omitempty"`
-	Source    string `json:"source,omitempty"`
-	Directive string `json:"directive,omitempty"`
-	Blocked   string `json:"blocked,omitempty"`
-	Method    string `json:"method,omitempty"`
-	URL       string `json:"url,omitempty"`
-	Status    int    `json:"status,omitempty"`
-	Error     string `json:"error,omitempty"`
-}
-
-func (e event) String() string {
-	b, _ := json.Marshal(e)
-	return string(b)
-}
-
-func hasNavigation(navs []event, scenario, url string, status int) bool {
+func hasNavigation(navs []browsertest.Event, scenario, url string, status int) bool {
 	for _, n := range navs {
 		if n.Scenario == scenario && n.URL == url && n.Status == status {
 			return true
 		}
 	}
 	return false
-}
-
-// requireBrowser fails, with one line saying what to install, unless node,
-// Chromium and the npm packages are there. It returns Chromium's path
-// (/usr/bin/chromium, Debian's package, or $AUTHZ_CHROMIUM) and the
-// directory of demo.mjs, authz/testdata/browser.
-func requireBrowser(t *testing.T) (chromium, dir string) {
-	t.Helper()
-	const install = "apt-get install -y chromium nodejs npm && (cd authz/testdata/browser && npm ci)"
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatalf("browser test: node is not on PATH; run: %s", install)
-	}
-	chromium = os.Getenv("AUTHZ_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("browser test: no Chromium at %s; run: %s (or set AUTHZ_CHROMIUM)", chromium, install)
-	}
-	dir = filepath.Join(moduleRoot(t), "authz", "testdata", "browser")
-	for _, f := range []string{"demo.mjs", "harness.mjs", "node_modules/playwright-core/package.json"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Fatalf("browser test: authz/testdata/browser/%s is missing; run: cd authz/testdata/browser && npm ci", f)
-		}
-	}
-	return chromium, dir
-}
-
-// moduleRoot is the directory of go.mod, above the test's directory.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-}
-
-// screenshotDir is $AUTHZ_SCREENSHOTS when set, else a temporary directory
-// that is kept only when the test fails.
-func screenshotDir(t *testing.T) string {
-	t.Helper()
-	shots := os.Getenv("AUTHZ_SCREENSHOTS")
-	if shots == "" {
-		dir, err := os.MkdirTemp("", "authz-demo-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("screenshots kept in %s", dir)
-				return
-			}
-			_ = os.RemoveAll(dir)
-		})
-		shots = dir
-	} else if abs, err := filepath.Abs(shots); err == nil {
-		shots = abs // node runs in authz/testdata/browser
-	}
-	t.Logf("screenshots: %s", shots)
-	return shots
-}
-
-// runDemo runs demo.mjs in dir with cfg on its stdin and returns what it
-// saw. It fails the test when the script did not finish.
-func runDemo(t *testing.T, dir string, cfg map[string]any) *demoResult {
-	t.Helper()
-	input, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const limit = 90 * time.Second
-	ctx, cancel := context.WithTimeout(t.Context(), limit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "demo.mjs")
-	cmd.Dir = dir
-	cmd.Stdin = bytes.NewReader(input)
-	// SIGTERM lets Playwright close Chromium before node exits; a node that
-	// does not exit is killed 10s later.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	runErr := cmd.Run()
-	t.Logf("the browser run took %v", time.Since(start).Round(time.Millisecond))
-
-	res := new(demoResult)
-	line := strings.TrimSpace(stdout.String())
-	if i := strings.LastIndexByte(line, '\n'); i >= 0 {
-		line = line[i+1:]
-	}
-	if err := json.Unmarshal([]byte(line), res); err != nil {
-		t.Fatalf("demo.mjs: %v (%v); stdout:\n%s\nstderr:\n%s", runErr, err, stdout.String(), stderr.String())
-	}
-	if runErr != nil || res.Error != "" {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			t.Errorf("demo.mjs was stopped after %v", limit)
-		}
-		pretty, _ := json.MarshalIndent(res, "", "  ")
-		t.Fatalf("the browser stopped at %q: %s (%v)\n%s\nstderr:\n%s", res.Step, res.Error, runErr, pretty, stderr.String())
-	}
-	return res
 }
