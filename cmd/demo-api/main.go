@@ -30,118 +30,62 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
+	"net/http"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
-	"time"
 
 	"github.com/authz/authz/internal/demo"
 	"github.com/authz/authz/internal/demo/api"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "demo-api: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { os.Exit(demo.Main("demo-api", run)) }
 
 // run reads the configuration, discovers the introspection endpoint and
 // serves until ctx is done, then shuts down gracefully.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	listen, cfg, err := parseFlags(args, getenv, stderr)
+var run = demo.Command(parseFlags, start)
+
+// start builds the API, which waits for the issuer's discovery document.
+func start(ctx context.Context, cfg api.Config, at demo.Listening) (http.Handler, error) {
+	h, err := api.NewHandler(ctx, cfg, at.Logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	h, err := api.NewHandler(ctx, cfg, logger)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while waiting for the issuer
-		}
-		return err
-	}
-	fmt.Fprintf(stdout, "demo-api listening on http://%s\n", ln.Addr())
-	logger.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "cache", cfg.Cache.String())
-	return demo.Serve(ctx, ln, h, logger)
+	fmt.Fprintf(at.Stdout, "demo-api listening on http://%s\n", at.Addr)
+	at.Logger.Info("listening", "addr", at.Addr.String(), "issuer", cfg.Issuer, "cache", cfg.Cache.String())
+	return h, nil
 }
 
 // parseFlags reads the flags, falling back to the environment, and checks
 // them.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (listen string, cfg api.Config, err error) {
-	fs := flag.NewFlagSet("demo-api", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cache, err := envDuration(getenv, "DEMO_API_CACHE", api.DefaultCache)
+	env := demo.Env(getenv)
+	cache, err := env.Duration("DEMO_API_CACHE", api.DefaultCache)
 	if err != nil {
 		return "", cfg, err
 	}
-	startup, err := envDuration(getenv, "DEMO_API_STARTUP_TIMEOUT", api.DefaultStartupTimeout)
+	startup, err := env.Duration("DEMO_API_STARTUP_TIMEOUT", api.DefaultStartupTimeout)
 	if err != nil {
 		return "", cfg, err
 	}
-	fs.StringVar(&listen, "listen", envOr(getenv, "DEMO_API_LISTEN", "127.0.0.1:4000"), "address to listen on (env DEMO_API_LISTEN)")
-	fs.StringVar(&cfg.Issuer, "issuer", envOr(getenv, "AUTHZ_ISSUER", "http://localhost:8080"), "the authorization server's issuer URL (env AUTHZ_ISSUER)")
-	fs.StringVar(&cfg.ClientID, "client-id", envOr(getenv, "DEMO_API_CLIENT_ID", "demo-api"), "this API's client id, for introspection (env DEMO_API_CLIENT_ID)")
-	fs.StringVar(&cfg.ClientSecret, "client-secret", getenv("DEMO_API_CLIENT_SECRET"), "this API's client secret (env DEMO_API_CLIENT_SECRET; prefer it: flags show in ps)")
-	credentials := fs.String("credentials", getenv("DEMO_CREDENTIALS"), "read the client secret from this `file` that authz dev writes, e.g. .data/demo.json (env DEMO_CREDENTIALS)")
+	fs := demo.NewFlags("demo-api", env, stderr)
+	fs.StringVar(&listen, "listen", env.Or("DEMO_API_LISTEN", "127.0.0.1:4000"), "address to listen on (env DEMO_API_LISTEN)")
+	fs.StringVar(&cfg.ClientID, "client-id", env.Or("DEMO_API_CLIENT_ID", "demo-api"), "this API's client id, for introspection (env DEMO_API_CLIENT_ID)")
+	fs.StringVar(&cfg.ClientSecret, "client-secret", env("DEMO_API_CLIENT_SECRET"), "this API's client secret (env DEMO_API_CLIENT_SECRET; prefer it: flags show in ps)")
 	fs.DurationVar(&cfg.Cache, "cache", cache, "how long an active introspection result is cached, never past the token's exp; 0 disables (env DEMO_API_CACHE)")
 	fs.DurationVar(&cfg.StartupTimeout, "startup-timeout", startup, "how long to wait for the issuer at start-up (env DEMO_API_STARTUP_TIMEOUT)")
-	issuerAddr := fs.String("issuer-addr", getenv("DEMO_ISSUER_ADDR"), "host:port to connect to for the issuer, when its host name means another machine here, as localhost in a container (env DEMO_ISSUER_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return "", cfg, err
 	}
-	if fs.NArg() > 0 {
-		return "", cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
-	if cfg.ClientSecret == "" && *credentials != "" {
-		if cfg.ClientSecret, err = demo.ClientSecret(*credentials, cfg.ClientID); err != nil {
-			return "", cfg, err
-		}
+	cfg.Issuer = fs.Issuer
+	if cfg.ClientSecret, err = fs.ClientSecret(cfg.ClientSecret, cfg.ClientID); err != nil {
+		return "", cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return "", cfg, err
 	}
-	if *issuerAddr != "" {
-		if cfg.HTTPClient, err = demo.HTTPClient(cfg.Issuer, *issuerAddr); err != nil {
-			return "", cfg, err
-		}
+	if cfg.HTTPClient, err = fs.HTTPClient(); err != nil {
+		return "", cfg, err
 	}
 	return listen, cfg, nil
-}
-
-func envOr(getenv func(string) string, name, def string) string {
-	if v := getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func envDuration(getenv func(string) string, name string, def time.Duration) (time.Duration, error) {
-	v := getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %q is not a duration like 5s", name, v)
-	}
-	return d, nil
 }

@@ -35,61 +35,38 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/authz/authz/internal/demo"
 	"github.com/authz/authz/internal/demo/bff"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "demo-bff: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { os.Exit(demo.Main("demo-bff", run)) }
 
 // run reads the configuration, discovers the provider and serves until ctx
 // is done, then shuts down gracefully.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	listen, cfg, err := parseFlags(args, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
+var run = demo.Command(parseFlags, start)
+
+// start builds the BFF, which waits for the issuer's discovery document.
+// Without a redirect URI, it uses the one a browser on this machine
+// reaches its address with.
+func start(ctx context.Context, cfg bff.Config, at demo.Listening) (http.Handler, error) {
 	if cfg.RedirectURI == "" {
-		cfg.RedirectURI = "http://" + localOrigin(ln.Addr().String()) + "/callback"
+		cfg.RedirectURI = "http://" + localOrigin(at.Addr.String()) + "/callback"
 	}
-	h, err := bff.NewServer(ctx, cfg, logger)
+	h, err := bff.NewServer(ctx, cfg, at.Logger)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while waiting for the issuer
-		}
-		return err
+		return nil, err
 	}
-	fmt.Fprintf(stdout, "demo-bff listening on http://%s; open %s\n", ln.Addr(), origin(cfg.RedirectURI))
-	logger.Info("listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "redirect_uri", cfg.RedirectURI, "api", cfg.APIURL)
-	return demo.Serve(ctx, ln, h, logger)
+	fmt.Fprintf(at.Stdout, "demo-bff listening on http://%s; open %s\n", at.Addr, origin(cfg.RedirectURI))
+	at.Logger.Info("listening", "addr", at.Addr.String(), "issuer", cfg.Issuer, "redirect_uri", cfg.RedirectURI, "api", cfg.APIURL)
+	return h, nil
 }
 
 // origin is scheme://host of an http(s) URL: where the BFF's pages are.
@@ -116,46 +93,34 @@ func localOrigin(addr string) string {
 }
 
 // parseFlags reads the flags, falling back to the environment, and checks
-// them. An empty RedirectURI is derived from the listen address by run.
+// them. An empty RedirectURI is derived from the listen address by start.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (listen string, cfg bff.Config, err error) {
-	fs := flag.NewFlagSet("demo-bff", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	startup := bff.DefaultStartupTimeout
-	if v := getenv("DEMO_BFF_STARTUP_TIMEOUT"); v != "" {
-		if startup, err = time.ParseDuration(v); err != nil {
-			return "", cfg, fmt.Errorf("DEMO_BFF_STARTUP_TIMEOUT: %q is not a duration like 30s", v)
-		}
+	env := demo.Env(getenv)
+	startup, err := env.Duration("DEMO_BFF_STARTUP_TIMEOUT", bff.DefaultStartupTimeout)
+	if err != nil {
+		return "", cfg, err
 	}
 	var scope string
-	fs.StringVar(&listen, "listen", envOr(getenv, "DEMO_BFF_LISTEN", "127.0.0.1:3000"), "address to listen on (env DEMO_BFF_LISTEN)")
-	fs.StringVar(&cfg.Issuer, "issuer", envOr(getenv, "AUTHZ_ISSUER", "http://localhost:8080"), "the authorization server's issuer URL (env AUTHZ_ISSUER)")
-	fs.StringVar(&cfg.ClientID, "client-id", envOr(getenv, "DEMO_BFF_CLIENT_ID", "demo-bff"), "client id (env DEMO_BFF_CLIENT_ID)")
-	fs.StringVar(&cfg.ClientSecret, "client-secret", getenv("DEMO_BFF_CLIENT_SECRET"), "client secret (env DEMO_BFF_CLIENT_SECRET; prefer it: flags show in ps)")
-	credentials := fs.String("credentials", getenv("DEMO_CREDENTIALS"), "read the client secret from this `file` that authz dev writes, e.g. .data/demo.json (env DEMO_CREDENTIALS)")
-	fs.StringVar(&cfg.RedirectURI, "redirect-uri", getenv("DEMO_BFF_REDIRECT_URI"), "registered redirect URI (env DEMO_BFF_REDIRECT_URI; default http://localhost:<listen port>/callback)")
-	fs.StringVar(&cfg.PostLogoutRedirectURI, "post-logout-redirect-uri", getenv("DEMO_BFF_POST_LOGOUT_REDIRECT_URI"), "registered post-logout redirect URI (env DEMO_BFF_POST_LOGOUT_REDIRECT_URI; default the redirect URI's origin + /)")
-	fs.StringVar(&cfg.APIURL, "api", envOr(getenv, "DEMO_API_URL", "http://localhost:4000"), "base URL of the contacts API (env DEMO_API_URL)")
-	fs.StringVar(&scope, "scope", envOr(getenv, "DEMO_BFF_SCOPE", bff.DefaultScope), "scopes to ask for (env DEMO_BFF_SCOPE)")
+	fs := demo.NewFlags("demo-bff", env, stderr)
+	fs.StringVar(&listen, "listen", env.Or("DEMO_BFF_LISTEN", "127.0.0.1:3000"), "address to listen on (env DEMO_BFF_LISTEN)")
+	fs.StringVar(&cfg.ClientID, "client-id", env.Or("DEMO_BFF_CLIENT_ID", "demo-bff"), "client id (env DEMO_BFF_CLIENT_ID)")
+	fs.StringVar(&cfg.ClientSecret, "client-secret", env("DEMO_BFF_CLIENT_SECRET"), "client secret (env DEMO_BFF_CLIENT_SECRET; prefer it: flags show in ps)")
+	fs.StringVar(&cfg.RedirectURI, "redirect-uri", env("DEMO_BFF_REDIRECT_URI"), "registered redirect URI (env DEMO_BFF_REDIRECT_URI; default http://localhost:<listen port>/callback)")
+	fs.StringVar(&cfg.PostLogoutRedirectURI, "post-logout-redirect-uri", env("DEMO_BFF_POST_LOGOUT_REDIRECT_URI"), "registered post-logout redirect URI (env DEMO_BFF_POST_LOGOUT_REDIRECT_URI; default the redirect URI's origin + /)")
+	fs.StringVar(&cfg.APIURL, "api", env.Or("DEMO_API_URL", "http://localhost:4000"), "base URL of the contacts API (env DEMO_API_URL)")
+	fs.StringVar(&scope, "scope", env.Or("DEMO_BFF_SCOPE", bff.DefaultScope), "scopes to ask for (env DEMO_BFF_SCOPE)")
 	fs.DurationVar(&cfg.StartupTimeout, "startup-timeout", startup, "how long to wait for the issuer at start-up (env DEMO_BFF_STARTUP_TIMEOUT)")
-	issuerAddr := fs.String("issuer-addr", getenv("DEMO_ISSUER_ADDR"), "host:port to connect to for the issuer, when its host name means another machine here, as localhost in a container (env DEMO_ISSUER_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return "", cfg, err
 	}
-	if fs.NArg() > 0 {
-		return "", cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
+	cfg.Issuer = fs.Issuer
 	cfg.APIURL = strings.TrimSuffix(cfg.APIURL, "/")
 	cfg.Scopes = strings.Fields(scope)
-	if cfg.ClientSecret == "" && *credentials != "" {
-		if cfg.ClientSecret, err = demo.ClientSecret(*credentials, cfg.ClientID); err != nil {
-			return "", cfg, err
-		}
+	if cfg.ClientSecret, err = fs.ClientSecret(cfg.ClientSecret, cfg.ClientID); err != nil {
+		return "", cfg, err
 	}
-	if *issuerAddr != "" {
-		if cfg.HTTPClient, err = demo.HTTPClient(cfg.Issuer, *issuerAddr); err != nil {
-			return "", cfg, err
-		}
+	if cfg.HTTPClient, err = fs.HTTPClient(); err != nil {
+		return "", cfg, err
 	}
 	check := cfg
 	if check.RedirectURI == "" {
@@ -165,11 +130,4 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (li
 		return "", cfg, err
 	}
 	return listen, cfg, nil
-}
-
-func envOr(getenv func(string) string, name, def string) string {
-	if v := getenv(name); v != "" {
-		return v
-	}
-	return def
 }

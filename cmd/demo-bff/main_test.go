@@ -1,13 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"io"
 	"net/http"
 	"os"
-	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,54 +19,31 @@ func TestParseFlags(t *testing.T) {
 	t.Parallel()
 	secret := map[string]string{"DEMO_BFF_CLIENT_SECRET": "s3cret"}
 	defaultScopes := strings.Fields(bff.DefaultScope)
-	for _, tc := range []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		listen  string
-		want    bff.Config
-		wantErr string
-	}{
-		{name: "defaults", env: secret, listen: "127.0.0.1:3000",
-			want: bff.Config{Issuer: "http://localhost:8080", ClientID: "demo-bff", ClientSecret: "s3cret",
+	demotest.RunFlagsCases(t, parseFlags, []demotest.FlagsCase[bff.Config]{
+		{Name: "defaults", Env: secret, Listen: "127.0.0.1:3000",
+			Want: bff.Config{Issuer: "http://localhost:8080", ClientID: "demo-bff", ClientSecret: "s3cret",
 				APIURL: "http://localhost:4000", Scopes: defaultScopes, StartupTimeout: 30 * time.Second}},
-		{name: "environment", listen: ":3333", env: map[string]string{
+		{Name: "environment", Listen: ":3333", Env: map[string]string{
 			"DEMO_BFF_LISTEN": ":3333", "AUTHZ_ISSUER": "https://login.example.com/", "DEMO_BFF_CLIENT_ID": "web",
 			"DEMO_BFF_CLIENT_SECRET": "x", "DEMO_BFF_REDIRECT_URI": "https://app.example.com/cb",
 			"DEMO_BFF_POST_LOGOUT_REDIRECT_URI": "https://app.example.com/bye", "DEMO_API_URL": "https://api.example.com/",
 			"DEMO_BFF_SCOPE": "openid contacts", "DEMO_BFF_STARTUP_TIMEOUT": "1m"},
-			want: bff.Config{Issuer: "https://login.example.com", ClientID: "web", ClientSecret: "x",
+			Want: bff.Config{Issuer: "https://login.example.com", ClientID: "web", ClientSecret: "x",
 				RedirectURI: "https://app.example.com/cb", PostLogoutRedirectURI: "https://app.example.com/bye",
 				APIURL: "https://api.example.com", Scopes: []string{"openid", "contacts"}, StartupTimeout: time.Minute}},
-		{name: "flags win", env: map[string]string{"DEMO_BFF_LISTEN": ":3333", "DEMO_BFF_CLIENT_SECRET": "env"},
-			args: []string{"--listen", ":4444", "--issuer", "http://127.0.0.1:9", "--client-id", "me", "--client-secret", "flag",
+		{Name: "flags win", Env: map[string]string{"DEMO_BFF_LISTEN": ":3333", "DEMO_BFF_CLIENT_SECRET": "env"},
+			Args: []string{"--listen", ":4444", "--issuer", "http://127.0.0.1:9", "--client-id", "me", "--client-secret", "flag",
 				"--redirect-uri", "http://localhost:4444/callback", "--api", "http://127.0.0.1:4000", "--scope", "openid"},
-			listen: ":4444",
-			want: bff.Config{Issuer: "http://127.0.0.1:9", ClientID: "me", ClientSecret: "flag", RedirectURI: "http://localhost:4444/callback",
+			Listen: ":4444",
+			Want: bff.Config{Issuer: "http://127.0.0.1:9", ClientID: "me", ClientSecret: "flag", RedirectURI: "http://localhost:4444/callback",
 				APIURL: "http://127.0.0.1:4000", Scopes: []string{"openid"}, StartupTimeout: 30 * time.Second}},
-		{name: "no secret", wantErr: "DEMO_BFF_CLIENT_SECRET"},
-		{name: "bad redirect URI", env: secret, args: []string{"--redirect-uri", "/callback"}, wantErr: "redirect URI"},
-		{name: "bad API URL", env: secret, args: []string{"--api", "localhost:4000"}, wantErr: "API URL"},
-		{name: "no scopes", env: secret, args: []string{"--scope", " "}, wantErr: "no scopes"},
-		{name: "bad timeout variable", env: map[string]string{"DEMO_BFF_CLIENT_SECRET": "x", "DEMO_BFF_STARTUP_TIMEOUT": "9"}, wantErr: "DEMO_BFF_STARTUP_TIMEOUT"},
-		{name: "stray argument", env: secret, args: []string{"serve"}, wantErr: "unexpected arguments"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			listen, cfg, err := parseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if listen != tc.listen || !reflect.DeepEqual(cfg, tc.want) {
-				t.Fatalf("got %q %+v\nwant %q %+v", listen, cfg, tc.listen, tc.want)
-			}
-		})
-	}
+		{Name: "no secret", WantErr: "DEMO_BFF_CLIENT_SECRET"},
+		{Name: "bad redirect URI", Env: secret, Args: []string{"--redirect-uri", "/callback"}, WantErr: "redirect URI"},
+		{Name: "bad API URL", Env: secret, Args: []string{"--api", "localhost:4000"}, WantErr: "API URL"},
+		{Name: "no scopes", Env: secret, Args: []string{"--scope", " "}, WantErr: "no scopes"},
+		{Name: "bad timeout variable", Env: map[string]string{"DEMO_BFF_CLIENT_SECRET": "x", "DEMO_BFF_STARTUP_TIMEOUT": "9"}, WantErr: "DEMO_BFF_STARTUP_TIMEOUT"},
+		{Name: "stray argument", Env: secret, Args: []string{"serve"}, WantErr: "unexpected arguments"},
+	})
 }
 
 func TestLocalOrigin(t *testing.T) {
@@ -98,29 +70,17 @@ func TestRun(t *testing.T) {
 	a := demotest.StartAuthz(t, nil)
 	web := a.CreateClient(t, authz.ClientMetadata{ClientID: "demo-bff", RedirectURIs: []string{"http://localhost:3000/callback"}})
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	stdoutR, stdoutW := io.Pipe()
-	stderr := &demotest.SyncBuffer{}
 	env := map[string]string{"AUTHZ_ISSUER": a.URL, "DEMO_BFF_CLIENT_SECRET": web.ClientSecret}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0"}, func(k string) string { return env[k] }, stdoutW, stderr)
-		stdoutW.Close()
-	}()
-	line, err := bufio.NewReader(stdoutR).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no listening line: %v; stderr:\n%s", err, stderr)
-	}
+	cmd := demotest.StartCommand(t, run, []string{"--listen", "127.0.0.1:0"}, env)
 	// "demo-bff listening on http://127.0.0.1:PORT; open http://localhost:PORT"
-	rest, ok := strings.CutPrefix(strings.TrimSpace(line), "demo-bff listening on ")
+	rest, ok := strings.CutPrefix(cmd.Line, "demo-bff listening on ")
 	base, open, ok2 := strings.Cut(rest, "; open ")
 	if !ok || !ok2 {
-		t.Fatalf("stdout: %q", line)
+		t.Fatalf("stdout: %q", cmd.Line)
 	}
 	port := base[strings.LastIndex(base, ":")+1:]
 	if open != "http://localhost:"+port {
-		t.Errorf("the redirect URI was not derived from the listen address: %q", line)
+		t.Errorf("the redirect URI was not derived from the listen address: %q", cmd.Line)
 	}
 
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -142,16 +102,8 @@ func TestRun(t *testing.T) {
 		t.Errorf("GET /: %s %s", resp.Status, resp.Header.Get("Location"))
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return after the context was cancelled")
-	}
-	if logs := stderr.String(); !strings.Contains(logs, "shutting down") || strings.Contains(logs, web.ClientSecret) {
+	cmd.Stop(t)
+	if logs := cmd.Stderr.String(); !strings.Contains(logs, "shutting down") || strings.Contains(logs, web.ClientSecret) {
 		t.Errorf("logs:\n%s", logs)
 	}
 }
@@ -160,28 +112,7 @@ func TestRun(t *testing.T) {
 // --issuer-addr gives the clients a dialer of their own.
 func TestParseFlagsCredentialsAndIssuerAddr(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "demo.json")
-	if err := os.WriteFile(path, []byte(`{"client_secrets": {"demo-bff": "bff-secret", "demo-api": "api-secret"}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{"DEMO_CREDENTIALS": path, "AUTHZ_ISSUER": "http://localhost:8080"}
-	_, cfg, err := parseFlags([]string{"--issuer-addr", "authz:8080"}, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := strings.TrimPrefix("demo-bff-secret", "demo-"); cfg.ClientSecret != want || cfg.HTTPClient == nil || cfg.HTTPClient.Transport == nil {
-		t.Errorf("secret %q (want %q), client %+v", cfg.ClientSecret, want, cfg.HTTPClient)
-	}
-	// A secret given wins over the file; a file without the client fails.
-	env["DEMO_BFF_CLIENT_SECRET"] = "given"
-	if _, cfg, err := parseFlags(nil, func(k string) string { return env[k] }, io.Discard); err != nil || cfg.ClientSecret != "given" || cfg.HTTPClient != nil {
-		t.Errorf("%+v %v", cfg, err)
-	}
-	delete(env, "DEMO_BFF_CLIENT_SECRET")
-	if _, _, err := parseFlags([]string{"--client-id", "other"}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), `no secret for client "other"`) {
-		t.Errorf("unknown client: %v", err)
-	}
-	if _, _, err := parseFlags([]string{"--issuer-addr", "authz"}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "host:port") {
-		t.Errorf("bad issuer address: %v", err)
-	}
+	demotest.CheckCredentialsFlags(t, parseFlags, "demo-bff", "DEMO_BFF_CLIENT_SECRET", func(cfg bff.Config) (string, *http.Client) {
+		return cfg.ClientSecret, cfg.HTTPClient
+	})
 }

@@ -1,7 +1,10 @@
 // Package demo is what runs the demo apps (packages bff and api below it)
 // in their commands (cmd/demo-bff, cmd/demo-api) and in "authz dev --demo":
 // serving one until shutdown, and the HTTP client they reach the
-// authorization server with.
+// authorization server with. For the commands it also holds what they
+// share around that: the flags that mean the same in each, with their
+// environment fallbacks (Flags, Env), and the start-up from main to
+// shutdown (Main, Command).
 package demo
 
 import (
