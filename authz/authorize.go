@@ -492,9 +492,12 @@ func (h *Handler) renderAuthorizeError(w http.ResponseWriter, rfc *fosite.RFC674
 	if rfc.CodeField >= 500 {
 		status = rfc.CodeField
 	}
-	// The generic description only: hints can echo what the request said,
-	// and this page speaks with our voice.
-	msg := rfc.DescriptionField
+	// Our own words for the person in front of the page: fosite's texts
+	// are for developers, and its hints can echo what the request said.
+	msg, ok := errorPageMessages[rfc.ErrorField]
+	if !ok {
+		msg = "The app sent a sign-in request this server cannot accept."
+	}
 	if status >= 500 {
 		msg = "The server hit an unexpected problem. Please try again later."
 	}
@@ -503,6 +506,20 @@ func (h *Handler) renderAuthorizeError(w http.ResponseWriter, rfc *fosite.RFC674
 		Message: msg,
 		Code:    rfc.ErrorField,
 	})
+}
+
+// errorPageMessages explain, in plain language, why a sign-in request that
+// cannot go back to its app stopped here.
+var errorPageMessages = map[string]string{
+	"invalid_client":             "The app that sent you here is not registered with this sign-in service, or its link is out of date.",
+	"invalid_request":            "The sign-in link is incomplete or malformed. Go back to the app and start again.",
+	"unauthorized_client":        "The app that sent you here is not allowed to sign people in this way.",
+	"unsupported_response_type":  "The app asked for a kind of sign-in this server does not offer.",
+	"unsupported_response_mode":  "The app asked for its answer in a way this server does not offer.",
+	"invalid_scope":              "The app asked for permissions it is not registered for.",
+	"request_not_supported":      "The app sent its request in a form this server does not accept.",
+	"request_uri_not_supported":  "The app sent its request in a form this server does not accept.",
+	"registration_not_supported": "The app sent its request in a form this server does not accept.",
 }
 
 // allowFormRedirect lets the consent form's 303 go to the client: browsers

@@ -102,6 +102,9 @@ func TestOpenIDConnect(t *testing.T) {
 	if idt.Subject != alice.ID || idt.Issuer != e.issuer || len(idt.Audience) != 1 || idt.Audience[0] != conf.ClientID {
 		t.Errorf("id token sub %q iss %q aud %v", idt.Subject, idt.Issuer, idt.Audience)
 	}
+	if life := idt.Expiry.Sub(idt.IssuedAt); life != e.cfg.IDTokenLifespan {
+		t.Errorf("id token lives %s (iat %s, exp %s), want %s", life, idt.IssuedAt, idt.Expiry, e.cfg.IDTokenLifespan)
+	}
 	if h := jwtHeader(t, raw); h["kid"] == "" || h["alg"] != "RS256" {
 		t.Errorf("id token header %v, want a kid and RS256", h)
 	}

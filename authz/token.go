@@ -89,6 +89,10 @@ func (h *Handler) spendCode(ctx context.Context, ar fosite.AccessRequester, caus
 	if ar == nil || ar.GetClient() == nil || !ar.GetGrantTypes().ExactOne("authorization_code") {
 		return cause
 	}
+	// A server failure is not the client's doing: it may retry the code.
+	if fosite.ErrorToRFC6749Error(cause).CodeField >= 500 {
+		return cause
+	}
 	code := ar.GetRequestForm().Get("code")
 	if code == "" {
 		return cause
