@@ -159,8 +159,15 @@ func ScreenshotDir(t testing.TB) string {
 			_ = os.RemoveAll(dir)
 		})
 		shots = dir
-	} else if abs, err := filepath.Abs(shots); err == nil {
-		shots = abs // node runs in authz/testdata/browser
+	} else {
+		if abs, err := filepath.Abs(shots); err == nil {
+			shots = abs // node runs in authz/testdata/browser
+		}
+		// One folder per test, so two tests' screenshots never mix.
+		shots = filepath.Join(shots, strings.ReplaceAll(t.Name(), "/", "_"))
+		if err := os.MkdirAll(shots, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Logf("screenshots: %s", shots)
 	return shots
