@@ -39,6 +39,8 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	fs.Var(&audience, "audience", "`audience` the client's tokens may be issued for; repeatable")
 	fs.BoolVar(&meta.SkipConsent, "skip-consent", false, "do not ask users for consent (first-party clients only)")
 	fs.Var(&postLogouts, "post-logout-redirect-uri", "post-logout redirect `URI`; repeatable")
+	fs.StringVar(&meta.LogoURI, "logo-uri", "", "https `URL` of the app's logo, shown on the consent page")
+	fs.StringVar(&meta.ClientURI, "client-uri", "", "https `URL` of the app's home page, linked from the consent page")
 	pos, err := c.parse(fs, "--name NAME --redirect-uri URI [flags]", args)
 	if err != nil {
 		return err

@@ -324,6 +324,20 @@ func TestClientsCreate(t *testing.T) {
 		}
 	})
 
+	t.Run("logo and home page", func(t *testing.T) {
+		t.Parallel()
+		e := dbEnv(t)
+		m := parseClient(t, mustRun(t, e, "", "clients", "create", "--name", "Logo", "--redirect-uri", "https://x.example.com/cb",
+			"--logo-uri", "https://x.example.com/logo.png", "--client-uri", "https://x.example.com/"))
+		if m.LogoURI != "https://x.example.com/logo.png" || m.ClientURI != "https://x.example.com/" {
+			t.Errorf("created client = %+v", m)
+		}
+		if _, _, err := runCLI(t, e, "", "clients", "create", "--name", "Logo", "--redirect-uri", "https://x.example.com/cb",
+			"--logo-uri", "http://x.example.com/logo.png"); err == nil || !strings.Contains(err.Error(), "logo_uri must be an https URL") {
+			t.Errorf("http logo: err = %v", err)
+		}
+	})
+
 	t.Run("client credentials only", func(t *testing.T) {
 		t.Parallel()
 		e := dbEnv(t)
