@@ -2,12 +2,20 @@ package authz
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
+	josev4 "github.com/go-jose/go-jose/v4"
 	"github.com/ory/fosite"
 
 	"github.com/authz/authz/storage"
@@ -18,12 +26,31 @@ import (
 var (
 	supportedGrantTypes    = []string{"authorization_code", "refresh_token", "client_credentials"}
 	supportedResponseTypes = []string{"code"}
-	supportedAuthMethods   = []string{"client_secret_basic", "client_secret_post", "none"}
+	supportedAuthMethods   = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
+	// supportedAssertionAlgs are the JWS algorithms accepted for
+	// private_key_jwt client assertions (fosite verifies these).
+	supportedAssertionAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
+
+// Limits on client metadata, so that a registration cannot store megabytes.
+const (
+	maxRedirectURIs      = 20
+	maxURILength         = 2000
+	maxNameLength        = 200
+	maxContacts          = 10
+	maxAudiences         = 20
+	maxJWKSBytes         = 16 << 10
+	maxJWKSKeys          = 10
+	maxAccessLifespan    = 24 * 60 * 60
+	maxIDTokenLifespan   = 24 * 60 * 60
+	maxRefreshLifespan   = 365 * 24 * 60 * 60
+	maxScopeTokens       = 50
+	maxClientMetadataLen = 64 << 10 // request bodies carrying client metadata
 )
 
 // ClientMetadata is a client as the outside world sees it, with RFC 7591
 // field names. It is what the CLI prints and what the admin API and dynamic
-// registration will accept.
+// registration accept. Lifespans are in seconds; 0 means the server's.
 type ClientMetadata struct {
 	ClientID                string   `json:"client_id"`
 	ClientSecret            string   `json:"client_secret,omitempty"`
@@ -41,6 +68,35 @@ type ClientMetadata struct {
 	LogoURI                 string   `json:"logo_uri,omitempty"`
 	ClientURI               string   `json:"client_uri,omitempty"`
 	Contacts                []string `json:"contacts,omitempty"`
+
+	JWKS                        json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI                     string          `json:"jwks_uri,omitempty"`
+	TokenEndpointAuthSigningAlg string          `json:"token_endpoint_auth_signing_alg,omitempty"`
+
+	AccessTokenLifespan  int64 `json:"access_token_lifespan,omitempty"`
+	RefreshTokenLifespan int64 `json:"refresh_token_lifespan,omitempty"`
+	IDTokenLifespan      int64 `json:"id_token_lifespan,omitempty"`
+
+	// Read-only: set by the server in responses, ignored in requests.
+	PreviousSecretExpiresAt *int64 `json:"previous_client_secret_expires_at,omitempty"`
+	RegistrationAccessToken string `json:"registration_access_token,omitempty"`
+	RegistrationClientURI   string `json:"registration_client_uri,omitempty"`
+}
+
+// clearReadOnly drops what a request may echo from an earlier response but
+// cannot set.
+func (m *ClientMetadata) clearReadOnly() {
+	m.ClientIDIssuedAt = 0
+	m.ClientSecretExpiresAt = nil
+	m.PreviousSecretExpiresAt = nil
+	m.RegistrationAccessToken = ""
+	m.RegistrationClientURI = ""
+}
+
+// usesSecret reports whether clients with this authentication method have
+// a client secret.
+func usesSecret(method string) bool {
+	return method == "client_secret_basic" || method == "client_secret_post"
 }
 
 // InvalidMetadataError says which registration field is wrong and why. Code
@@ -71,6 +127,12 @@ func (m *ClientMetadata) Normalize() {
 	}
 	if m.TokenEndpointAuthMethod == "" {
 		m.TokenEndpointAuthMethod = "client_secret_basic"
+	}
+	if m.TokenEndpointAuthMethod == "private_key_jwt" && m.TokenEndpointAuthSigningAlg == "" {
+		m.TokenEndpointAuthSigningAlg = defaultAssertionAlg(m.JWKS)
+	}
+	if string(m.JWKS) == "null" {
+		m.JWKS = nil
 	}
 	m.Scope = strings.Join(strings.Fields(m.Scope), " ")
 	// RFC 7591 2 lets the server pick default scopes. A sign-in client with
@@ -122,6 +184,15 @@ func (m *ClientMetadata) Validate() error {
 	if m.TokenEndpointAuthMethod == "none" && m.ClientSecret != "" {
 		return invalidMetadata("a public client (token_endpoint_auth_method none) has no secret")
 	}
+	if m.TokenEndpointAuthMethod == "private_key_jwt" && m.ClientSecret != "" {
+		return invalidMetadata("a private_key_jwt client authenticates with its keys and has no secret")
+	}
+	if err := m.validateKeys(); err != nil {
+		return err
+	}
+	if len(m.RedirectURIs) > maxRedirectURIs {
+		return invalidRedirect("at most %d redirect URIs may be registered", maxRedirectURIs)
+	}
 	if usesCode && len(m.RedirectURIs) == 0 {
 		return invalidRedirect("at least one redirect URI is required for the authorization_code grant")
 	}
@@ -130,26 +201,205 @@ func (m *ClientMetadata) Validate() error {
 			return err
 		}
 	}
+	if len(m.PostLogoutRedirectURIs) > maxRedirectURIs {
+		return invalidMetadata("at most %d post_logout_redirect_uris may be registered", maxRedirectURIs)
+	}
 	for _, u := range m.PostLogoutRedirectURIs {
 		if err := validateRedirectURI(u); err != nil {
 			return invalidMetadata("post_logout_redirect_uri: %s", err)
 		}
 	}
-	for _, s := range strings.Fields(m.Scope) {
+	scopes := strings.Fields(m.Scope)
+	if len(scopes) > maxScopeTokens {
+		return invalidMetadata("at most %d scopes may be registered", maxScopeTokens)
+	}
+	for _, s := range scopes {
 		if !validScopeToken(s) {
 			return invalidMetadata("scope %q contains characters RFC 6749 does not allow", s)
+		}
+	}
+	if err := validText("client_name", m.ClientName, maxNameLength); err != nil {
+		return err
+	}
+	if len(m.Audience) > maxAudiences {
+		return invalidMetadata("at most %d audiences may be registered", maxAudiences)
+	}
+	for _, a := range m.Audience {
+		if a == "" || len(a) > maxURILength || strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return invalidMetadata("audience %q must be a non-empty string without spaces or control characters", a)
+		}
+	}
+	if len(m.Contacts) > maxContacts {
+		return invalidMetadata("at most %d contacts may be registered", maxContacts)
+	}
+	for _, c := range m.Contacts {
+		if c == "" {
+			return invalidMetadata("contacts must not contain empty strings")
+		}
+		if err := validText("contacts", c, 254); err != nil {
+			return err
+		}
+	}
+	for _, l := range []struct {
+		name       string
+		value, max int64
+	}{
+		{"access_token_lifespan", m.AccessTokenLifespan, maxAccessLifespan},
+		{"refresh_token_lifespan", m.RefreshTokenLifespan, maxRefreshLifespan},
+		{"id_token_lifespan", m.IDTokenLifespan, maxIDTokenLifespan},
+	} {
+		if l.value < 0 || l.value > l.max {
+			return invalidMetadata("%s must be a number of seconds from 1 to %d (0 or absent: the server's default)", l.name, l.max)
 		}
 	}
 	for _, u := range []struct{ name, value string }{{"logo_uri", m.LogoURI}, {"client_uri", m.ClientURI}} {
 		if u.value == "" {
 			continue
 		}
-		p, err := url.Parse(u.value)
-		if err != nil || p.Scheme != "https" || p.Host == "" {
-			return invalidMetadata("%s must be an https URL", u.name)
+		if err := validHTTPSURL(u.name, u.value); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// validHTTPSURL requires an absolute https URL with a host and no fragment.
+func validHTTPSURL(name, value string) error {
+	p, err := url.Parse(value)
+	if err != nil || p.Scheme != "https" || p.Host == "" || p.Fragment != "" || len(value) > maxURILength {
+		return invalidMetadata("%s must be an https URL without a fragment", name)
+	}
+	return nil
+}
+
+// validText accepts a human-readable string of at most max characters
+// without control characters.
+func validText(name, value string, max int) error {
+	if !utf8.ValidString(value) || utf8.RuneCountInString(value) > max {
+		return invalidMetadata("%s must be valid UTF-8 of at most %d characters", name, max)
+	}
+	if strings.ContainsFunc(value, unicode.IsControl) {
+		return invalidMetadata("%s must not contain control characters", name)
+	}
+	return nil
+}
+
+// validateKeys checks what private_key_jwt needs: exactly one of jwks and
+// jwks_uri, public keys only, and a signing algorithm the keys can verify.
+func (m *ClientMetadata) validateKeys() error {
+	pkj := m.TokenEndpointAuthMethod == "private_key_jwt"
+	hasKeys := len(m.JWKS) > 0
+	if !pkj {
+		switch {
+		case hasKeys || m.JWKSURI != "":
+			return invalidMetadata("jwks and jwks_uri are used only with token_endpoint_auth_method private_key_jwt")
+		case m.TokenEndpointAuthSigningAlg != "":
+			return invalidMetadata("token_endpoint_auth_signing_alg is used only with token_endpoint_auth_method private_key_jwt")
+		}
+		return nil
+	}
+	if hasKeys == (m.JWKSURI != "") {
+		return invalidMetadata("private_key_jwt needs exactly one of jwks and jwks_uri")
+	}
+	if !slices.Contains(supportedAssertionAlgs, m.TokenEndpointAuthSigningAlg) {
+		return invalidMetadata("token_endpoint_auth_signing_alg %q is not supported (supported: %s)", m.TokenEndpointAuthSigningAlg, strings.Join(supportedAssertionAlgs, ", "))
+	}
+	if m.JWKSURI != "" {
+		return validHTTPSURL("jwks_uri", m.JWKSURI)
+	}
+	keys, err := parseClientJWKS(m.JWKS)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if keyFitsAlg(k, m.TokenEndpointAuthSigningAlg) {
+			return nil
+		}
+	}
+	return invalidMetadata("jwks has no signing key for token_endpoint_auth_signing_alg %s", m.TokenEndpointAuthSigningAlg)
+}
+
+// parseClientJWKS parses a client's key set with go-jose and returns its
+// signing keys. Private and symmetric keys are refused: a client that sent
+// its private key has leaked it.
+func parseClientJWKS(raw json.RawMessage) ([]josev4.JSONWebKey, error) {
+	if len(raw) > maxJWKSBytes {
+		return nil, invalidMetadata("jwks is larger than %d bytes", maxJWKSBytes)
+	}
+	var set josev4.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, invalidMetadata("jwks is not a JSON Web Key Set: %v", err)
+	}
+	if len(set.Keys) == 0 || len(set.Keys) > maxJWKSKeys {
+		return nil, invalidMetadata("jwks must hold 1 to %d keys", maxJWKSKeys)
+	}
+	var signing []josev4.JSONWebKey
+	for i, k := range set.Keys {
+		if !k.Valid() {
+			return nil, invalidMetadata("jwks key %d is not a valid key", i+1)
+		}
+		if !k.IsPublic() {
+			return nil, invalidMetadata("jwks key %d is a private or symmetric key; register only public keys", i+1)
+		}
+		if k.Use == "" || k.Use == "sig" {
+			signing = append(signing, k)
+		}
+	}
+	if len(signing) == 0 {
+		return nil, invalidMetadata("jwks has no signing key (\"use\": \"sig\")")
+	}
+	return signing, nil
+}
+
+// keyFitsAlg reports whether k can verify signatures made with alg.
+func keyFitsAlg(k josev4.JSONWebKey, alg string) bool {
+	if k.Algorithm != "" && k.Algorithm != alg {
+		return false
+	}
+	switch pub := k.Key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		return alg == ecAlg(pub)
+	}
+	return false
+}
+
+// ecAlg is the ES algorithm that goes with an EC key's curve.
+func ecAlg(pub *ecdsa.PublicKey) string {
+	switch pub.Curve {
+	case elliptic.P256():
+		return "ES256"
+	case elliptic.P384():
+		return "ES384"
+	case elliptic.P521():
+		return "ES512"
+	}
+	return ""
+}
+
+// defaultAssertionAlg picks the assertion algorithm from the first signing
+// key of a registered JWKS: its "alg", else what its type implies. With no
+// usable key (or a jwks_uri) it is RS256, the OpenID Connect default.
+func defaultAssertionAlg(raw json.RawMessage) string {
+	if len(raw) > 0 && len(raw) <= maxJWKSBytes {
+		var set josev4.JSONWebKeySet
+		if json.Unmarshal(raw, &set) == nil {
+			for _, k := range set.Keys {
+				if k.Use != "" && k.Use != "sig" {
+					continue
+				}
+				if k.Algorithm != "" {
+					return k.Algorithm
+				}
+				if pub, ok := k.Key.(*ecdsa.PublicKey); ok {
+					return ecAlg(pub)
+				}
+				break
+			}
+		}
+	}
+	return "RS256"
 }
 
 // validateRedirectURI requires an absolute URI without a fragment (RFC 6749
@@ -200,17 +450,32 @@ func validScopeToken(s string) bool {
 // ClientStore is what client management needs of storage.
 type ClientStore interface {
 	CreateClient(ctx context.Context, c *storage.Client) error
+	Client(ctx context.Context, id string) (*storage.Client, error)
+	ClientForUpdate(ctx context.Context, id string) (*storage.Client, error)
+	UpdateClient(ctx context.Context, c *storage.Client) error
+	RotateClientSecret(ctx context.Context, id, hash string, keepOldUntil *time.Time) (*storage.Client, error)
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 }
+
+var _ ClientStore = (*storage.Store)(nil)
 
 // ErrClientExists is returned when a client id is taken.
 var ErrClientExists = errors.New("a client with this id already exists")
 
 // CreateClient validates m, generates what is missing (the id; a secret for
-// confidential clients) and stores the client with only a hash of its secret.
-// The result carries the secret: it is shown this once and never again. A
-// secret the server generates has 256 bits of entropy and gets a fast hash;
-// one supplied by an operator may be weak and gets Argon2id.
+// clients that authenticate with one) and stores the client with only a
+// hash of its secret. The result carries the secret: it is shown this once
+// and never again. A secret the server generates has 256 bits of entropy
+// and gets a fast hash; one supplied by an operator may be weak and gets
+// Argon2id.
 func CreateClient(ctx context.Context, store ClientStore, m ClientMetadata) (ClientMetadata, error) {
+	return createClient(ctx, store, m, "")
+}
+
+// createClient is CreateClient, also storing the hash of a registration
+// access token (RFC 7592) when the client registered itself.
+func createClient(ctx context.Context, store ClientStore, m ClientMetadata, registrationTokenHash string) (ClientMetadata, error) {
+	m.clearReadOnly()
 	m.Normalize()
 	if err := m.Validate(); err != nil {
 		return ClientMetadata{}, err
@@ -223,71 +488,191 @@ func CreateClient(ctx context.Context, store ClientStore, m ClientMetadata) (Cli
 		m.ClientID = id[:22]
 	}
 	var hash string
-	if m.TokenEndpointAuthMethod != "none" {
+	if usesSecret(m.TokenEndpointAuthMethod) {
 		var err error
-		if m.ClientSecret == "" {
-			if m.ClientSecret, err = storage.GenerateSecret(); err != nil {
-				return ClientMetadata{}, err
-			}
-			hash = storage.HashGeneratedSecret(m.ClientSecret)
-		} else if hash, err = storage.HashPassword(m.ClientSecret); err != nil {
+		if m.ClientSecret, hash, err = hashClientSecret(m.ClientSecret); err != nil {
 			return ClientMetadata{}, err
 		}
 	}
 	c := m.storageClient()
 	c.SecretHash = hash
+	c.RegistrationTokenHash = registrationTokenHash
 	if err := store.CreateClient(ctx, c); err != nil {
 		if errors.Is(err, storage.ErrAlreadyExists) {
 			return ClientMetadata{}, fmt.Errorf("client %q: %w", m.ClientID, ErrClientExists)
 		}
 		return ClientMetadata{}, err
 	}
-	out := ClientMetadataOf(c)
-	out.ClientSecret = m.ClientSecret
-	if out.ClientSecret != "" {
+	return withSecret(ClientMetadataOf(c), m.ClientSecret), nil
+}
+
+// hashClientSecret generates a secret when none is given and returns it
+// with its hash: SHA-256 for a generated one, Argon2id for a chosen one.
+func hashClientSecret(secret string) (string, string, error) {
+	if secret == "" {
+		secret, err := storage.GenerateSecret()
+		if err != nil {
+			return "", "", err
+		}
+		return secret, storage.HashGeneratedSecret(secret), nil
+	}
+	hash, err := storage.HashPassword(secret)
+	return secret, hash, err
+}
+
+// withSecret adds a secret shown once to m; it never expires.
+func withSecret(m ClientMetadata, secret string) ClientMetadata {
+	m.ClientSecret = secret
+	if secret != "" {
 		never := int64(0)
-		out.ClientSecretExpiresAt = &never
+		m.ClientSecretExpiresAt = &never
+	}
+	return m
+}
+
+// UpdateClient replaces the metadata of client id with m (RFC 7592 2.2
+// semantics: what m leaves out takes its default). The secret is kept;
+// a client moving to a secret-based method from one without gets a new
+// secret, returned in the result; one moving away loses its secret. The
+// secret itself is changed only by RotateClientSecret.
+func UpdateClient(ctx context.Context, store ClientStore, id string, m ClientMetadata) (ClientMetadata, error) {
+	m.clearReadOnly()
+	if m.ClientID != "" && m.ClientID != id {
+		return ClientMetadata{}, invalidMetadata("client_id %q does not match the client being updated (%q)", m.ClientID, id)
+	}
+	if m.ClientSecret != "" {
+		return ClientMetadata{}, invalidMetadata("client_secret cannot be set by an update; rotate it instead")
+	}
+	m.ClientID = id
+	m.Normalize()
+	if err := m.Validate(); err != nil {
+		return ClientMetadata{}, err
+	}
+	var out ClientMetadata
+	err := store.InTx(ctx, func(ctx context.Context) error {
+		cur, err := store.ClientForUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		c := m.storageClient()
+		c.RegistrationTokenHash = cur.RegistrationTokenHash
+		var secret string
+		if usesSecret(m.TokenEndpointAuthMethod) {
+			if cur.SecretHash != "" {
+				c.SecretHash, c.RotatedSecretHash, c.RotatedSecretExpiresAt = cur.SecretHash, cur.RotatedSecretHash, cur.RotatedSecretExpiresAt
+			} else if secret, c.SecretHash, err = hashClientSecret(""); err != nil {
+				return err
+			}
+		}
+		if err := store.UpdateClient(ctx, c); err != nil {
+			return err
+		}
+		out = withSecret(ClientMetadataOf(c), secret)
+		return nil
+	})
+	if err != nil {
+		return ClientMetadata{}, err
+	}
+	return out, nil
+}
+
+// ErrNoSecret is returned when rotating the secret of a client that
+// authenticates without one.
+var ErrNoSecret = errors.New("the client does not authenticate with a client secret")
+
+// RotateClientSecret gives client id a new secret (generated when secret is
+// empty) and returns it, shown this once. The previous secret keeps working
+// until now+grace, so apps can be moved over without downtime; grace 0
+// ends it at once.
+func RotateClientSecret(ctx context.Context, store ClientStore, id, secret string, grace time.Duration, now time.Time) (ClientMetadata, error) {
+	if grace < 0 {
+		return ClientMetadata{}, invalidMetadata("the grace period must not be negative")
+	}
+	var out ClientMetadata
+	err := store.InTx(ctx, func(ctx context.Context) error {
+		cur, err := store.ClientForUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !usesSecret(cur.TokenEndpointAuthMethod) {
+			return fmt.Errorf("client %q uses %s: %w", id, cur.TokenEndpointAuthMethod, ErrNoSecret)
+		}
+		secret, hash, err := hashClientSecret(secret)
+		if err != nil {
+			return err
+		}
+		var keepUntil *time.Time
+		if grace > 0 && cur.SecretHash != "" {
+			t := now.Add(grace)
+			keepUntil = &t
+		}
+		c, err := store.RotateClientSecret(ctx, id, hash, keepUntil)
+		if err != nil {
+			return err
+		}
+		out = withSecret(ClientMetadataOf(c), secret)
+		return nil
+	})
+	if err != nil {
+		return ClientMetadata{}, err
 	}
 	return out, nil
 }
 
 func (m *ClientMetadata) storageClient() *storage.Client {
 	return &storage.Client{
-		ID:                      m.ClientID,
-		Name:                    m.ClientName,
-		RedirectURIs:            m.RedirectURIs,
-		GrantTypes:              m.GrantTypes,
-		ResponseTypes:           m.ResponseTypes,
-		Scopes:                  strings.Fields(m.Scope),
-		Audience:                m.Audience,
-		TokenEndpointAuthMethod: m.TokenEndpointAuthMethod,
-		Public:                  m.TokenEndpointAuthMethod == "none",
-		SkipConsent:             m.SkipConsent,
-		PostLogoutRedirectURIs:  m.PostLogoutRedirectURIs,
-		LogoURI:                 m.LogoURI,
-		ClientURI:               m.ClientURI,
-		Contacts:                m.Contacts,
+		ID:                          m.ClientID,
+		Name:                        m.ClientName,
+		RedirectURIs:                m.RedirectURIs,
+		GrantTypes:                  m.GrantTypes,
+		ResponseTypes:               m.ResponseTypes,
+		Scopes:                      strings.Fields(m.Scope),
+		Audience:                    m.Audience,
+		TokenEndpointAuthMethod:     m.TokenEndpointAuthMethod,
+		Public:                      m.TokenEndpointAuthMethod == "none",
+		SkipConsent:                 m.SkipConsent,
+		PostLogoutRedirectURIs:      m.PostLogoutRedirectURIs,
+		LogoURI:                     m.LogoURI,
+		ClientURI:                   m.ClientURI,
+		Contacts:                    m.Contacts,
+		JWKS:                        m.JWKS,
+		JWKSURI:                     m.JWKSURI,
+		TokenEndpointAuthSigningAlg: m.TokenEndpointAuthSigningAlg,
+		AccessTokenLifespan:         int(m.AccessTokenLifespan),
+		RefreshTokenLifespan:        int(m.RefreshTokenLifespan),
+		IDTokenLifespan:             int(m.IDTokenLifespan),
 	}
 }
 
 // ClientMetadataOf presents a stored client; it never includes a secret.
 func ClientMetadataOf(c *storage.Client) ClientMetadata {
-	return ClientMetadata{
-		ClientID:                c.ID,
-		ClientIDIssuedAt:        c.CreatedAt.Unix(),
-		ClientName:              c.Name,
-		RedirectURIs:            nonNil(c.RedirectURIs),
-		GrantTypes:              nonNil(c.GrantTypes),
-		ResponseTypes:           nonNil(c.ResponseTypes),
-		Scope:                   strings.Join(c.Scopes, " "),
-		Audience:                c.Audience,
-		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
-		SkipConsent:             c.SkipConsent,
-		PostLogoutRedirectURIs:  c.PostLogoutRedirectURIs,
-		LogoURI:                 c.LogoURI,
-		ClientURI:               c.ClientURI,
-		Contacts:                c.Contacts,
+	m := ClientMetadata{
+		ClientID:                    c.ID,
+		ClientIDIssuedAt:            c.CreatedAt.Unix(),
+		ClientName:                  c.Name,
+		RedirectURIs:                nonNil(c.RedirectURIs),
+		GrantTypes:                  nonNil(c.GrantTypes),
+		ResponseTypes:               nonNil(c.ResponseTypes),
+		Scope:                       strings.Join(c.Scopes, " "),
+		Audience:                    c.Audience,
+		TokenEndpointAuthMethod:     c.TokenEndpointAuthMethod,
+		SkipConsent:                 c.SkipConsent,
+		PostLogoutRedirectURIs:      c.PostLogoutRedirectURIs,
+		LogoURI:                     c.LogoURI,
+		ClientURI:                   c.ClientURI,
+		Contacts:                    c.Contacts,
+		JWKS:                        json.RawMessage(c.JWKS),
+		JWKSURI:                     c.JWKSURI,
+		TokenEndpointAuthSigningAlg: c.TokenEndpointAuthSigningAlg,
+		AccessTokenLifespan:         int64(c.AccessTokenLifespan),
+		RefreshTokenLifespan:        int64(c.RefreshTokenLifespan),
+		IDTokenLifespan:             int64(c.IDTokenLifespan),
 	}
+	if len(c.GetRotatedHashes()) > 0 {
+		exp := c.RotatedSecretExpiresAt.Unix()
+		m.PreviousSecretExpiresAt = &exp
+	}
+	return m
 }
 
 func nonNil(a []string) []string {

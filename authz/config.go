@@ -3,6 +3,7 @@ package authz
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -39,9 +40,43 @@ type Config struct {
 	// Debug sends error debug details to clients. Never in production.
 	Debug bool
 
+	// AdminListen is the admin API's address; "off" disables it. The
+	// default, 127.0.0.1:8081, keeps it off the network.
+	AdminListen string
+	// AdminToken is the bearer token the admin API requires.
+	AdminToken string
+	// AdminWithoutToken lets the admin API run without a token. Only dev
+	// mode sets it, and only for a loopback address.
+	AdminWithoutToken bool
+
+	// Registration is the dynamic client registration policy: "off" (no
+	// endpoint), "token" (an initial access token is required) or "open".
+	Registration string
+	// RegistrationTokens are the initial access tokens "token" accepts.
+	RegistrationTokens []string
+	// RegistrationScopes are the scopes a client may register for itself.
+	RegistrationScopes []string
+
+	// ClientSecretGrace is how long a client's previous secret keeps working
+	// after a rotation, unless the rotation asks otherwise.
+	ClientSecretGrace time.Duration
+	// HTTPClient fetches clients' jwks_uri. Nil: a client with a 5 s
+	// timeout.
+	HTTPClient *http.Client
+
 	// Now is the clock; tests move it. Nil means time.Now.
 	Now func() time.Time
 }
+
+// Registration policies.
+const (
+	RegistrationOff   = "off"
+	RegistrationToken = "token"
+	RegistrationOpen  = "open"
+)
+
+// DefaultAdminListen keeps the admin API on this machine.
+const DefaultAdminListen = "127.0.0.1:8081"
 
 // Defaults for the lifespans.
 const (
@@ -50,6 +85,7 @@ const (
 	DefaultRefreshTokenLifespan  = 30 * 24 * time.Hour
 	DefaultIDTokenLifespan       = time.Hour
 	DefaultLoginSessionLifespan  = 24 * time.Hour
+	DefaultClientSecretGrace     = 24 * time.Hour
 )
 
 // MinSecretLength is the shortest system secret accepted, in bytes.
@@ -67,6 +103,25 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		RefreshTokenLifespan:  DefaultRefreshTokenLifespan,
 		IDTokenLifespan:       DefaultIDTokenLifespan,
 		LoginSessionLifespan:  DefaultLoginSessionLifespan,
+		AdminListen:           getenv("AUTHZ_ADMIN_LISTEN"),
+		AdminToken:            getenv("AUTHZ_ADMIN_TOKEN"),
+		Registration:          strings.ToLower(strings.TrimSpace(getenv("AUTHZ_REGISTRATION"))),
+		RegistrationScopes:    strings.Fields(DefaultClientScope),
+		ClientSecretGrace:     DefaultClientSecretGrace,
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = DefaultAdminListen
+	}
+	if c.Registration == "" {
+		c.Registration = RegistrationOff
+	}
+	if v := getenv("AUTHZ_REGISTRATION_TOKENS"); v != "" {
+		for _, t := range strings.Split(v, ",") {
+			c.RegistrationTokens = append(c.RegistrationTokens, strings.TrimSpace(t))
+		}
+	}
+	if v := getenv("AUTHZ_REGISTRATION_SCOPES"); v != "" {
+		c.RegistrationScopes = strings.Fields(strings.ReplaceAll(v, ",", " "))
 	}
 	if c.Listen == "" {
 		c.Listen = ":8080"
@@ -91,6 +146,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_ID_TOKEN_LIFESPAN", &c.IDTokenLifespan},
 		{"AUTHZ_LOGIN_SESSION_LIFESPAN", &c.LoginSessionLifespan},
 		{"AUTHZ_CONSENT_LIFESPAN", &c.ConsentLifespan},
+		{"AUTHZ_CLIENT_SECRET_GRACE", &c.ClientSecretGrace},
 	}
 	for _, d := range durations {
 		v := getenv(d.name)
@@ -179,6 +235,31 @@ func (c *Config) Validate() error {
 	}
 	if c.ConsentLifespan < 0 {
 		return fmt.Errorf("AUTHZ_CONSENT_LIFESPAN %s must not be negative", c.ConsentLifespan)
+	}
+	if c.ClientSecretGrace < 0 {
+		return fmt.Errorf("AUTHZ_CLIENT_SECRET_GRACE %s must not be negative", c.ClientSecretGrace)
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < MinSecretLength {
+		return fmt.Errorf("AUTHZ_ADMIN_TOKEN is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48)", len(c.AdminToken), MinSecretLength)
+	}
+	switch c.Registration {
+	case "", RegistrationOff, RegistrationOpen:
+	case RegistrationToken:
+		if len(c.RegistrationTokens) == 0 {
+			return errors.New("AUTHZ_REGISTRATION=token needs AUTHZ_REGISTRATION_TOKENS: one or more initial access tokens, comma-separated (generate one with: openssl rand -base64 48)")
+		}
+	default:
+		return fmt.Errorf("AUTHZ_REGISTRATION %q must be off, token or open", c.Registration)
+	}
+	for i, t := range c.RegistrationTokens {
+		if len(t) < MinSecretLength {
+			return fmt.Errorf("AUTHZ_REGISTRATION_TOKENS: token %d is %d bytes; each must be at least %d", i+1, len(t), MinSecretLength)
+		}
+	}
+	for _, s := range c.RegistrationScopes {
+		if !validScopeToken(s) {
+			return fmt.Errorf("AUTHZ_REGISTRATION_SCOPES: %q is not a valid scope", s)
+		}
 	}
 	return nil
 }

@@ -26,6 +26,8 @@ import (
 // (which *storage.Store pins itself) and our own users, sessions and consents.
 type Store interface {
 	fosite.Storage
+	ClientStore
+	DeleteClient(ctx context.Context, id string) error
 	BeginTX(ctx context.Context) (context.Context, error)
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error
@@ -141,6 +143,14 @@ func (h *Handler) routes() http.Handler {
 		sub.Handle(path, allowAnyOrigin(handler)).Methods(append(methods, http.MethodOptions)...)
 	}
 
+	// Dynamic client registration (RFC 7591) and management (RFC 7592):
+	// bearer tokens, no cookies, so any origin may call them.
+	if h.cfg.Registration == RegistrationToken || h.cfg.Registration == RegistrationOpen {
+		sub.Handle("/oauth2/register", allowAnyOrigin(http.HandlerFunc(h.register))).Methods(http.MethodPost, http.MethodOptions)
+		sub.Handle("/oauth2/register/{client_id}", allowAnyOrigin(http.HandlerFunc(h.registration))).
+			Methods(http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodOptions)
+	}
+
 	sub.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -180,7 +190,7 @@ func allowAnyOrigin(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", "*")
 		if r.Method == http.MethodOptions {
-			h.Set("Access-Control-Allow-Methods", "GET, POST")
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)

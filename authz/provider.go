@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 
 	josev4 "github.com/go-jose/go-jose/v4"
 	"github.com/ory/fosite"
@@ -27,6 +29,12 @@ type fositeConfig struct {
 // character is the least fosite accepts; a request with PKCE and no state at
 // all is handled in authorize (see clientRedirectWriter).
 func (c *fositeConfig) GetMinParameterEntropy(context.Context) int { return 1 }
+
+// GetTokenURLs are the audiences a private_key_jwt client assertion may
+// name: the token endpoint or the issuer (RFC 7523 3, OpenID Connect Core 9).
+func (c *fositeConfig) GetTokenURLs(context.Context) []string {
+	return []string{c.TokenURL, c.AccessTokenIssuer}
+}
 
 // strategy is what fosite's handlers take as their strategy: opaque HMAC
 // tokens and codes, and ID tokens signed with our keys.
@@ -59,6 +67,7 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager) (*fosite.F
 		AccessTokenIssuer:   cfg.Issuer,
 		IDTokenIssuer:       cfg.Issuer,
 		AllowedPromptValues: []string{"none", "login", "consent", "select_account"},
+		JWKSFetcherStrategy: newJWKSFetcher(cfg),
 	}}
 	signer := &keySigner{keys: keys}
 	s := &strategy{
@@ -80,6 +89,15 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager) (*fosite.F
 		compose.OpenIDConnectRefreshFactory,
 	}
 	provider := fosite.NewOAuth2Provider(store, fc)
+	fc.ClientAuthenticationStrategy = func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+		c, err := provider.DefaultClientAuthenticationStrategy(ctx, r, form)
+		// fosite answers a replayed assertion with 400 jti_known; it is a
+		// failed client authentication (RFC 7523 3): 401 invalid_client.
+		if errors.Is(err, fosite.ErrJTIKnown) {
+			return nil, fosite.ErrInvalidClient.WithWrap(err).WithHint("The client assertion was already used: its jti has been seen before.")
+		}
+		return c, err
+	}
 	for _, factory := range factories {
 		h := factory(fc, store, s)
 		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {

@@ -34,13 +34,59 @@ type Client struct {
 	Contacts                []string  `db:"contacts"`
 	CreatedAt               time.Time `db:"created_at"`
 	UpdatedAt               time.Time `db:"updated_at"`
+
+	// RotatedSecretHash is the previous secret's hash, still accepted until
+	// RotatedSecretExpiresAt.
+	RotatedSecretHash      string     `db:"rotated_secret_hash"`
+	RotatedSecretExpiresAt *time.Time `db:"rotated_secret_expires_at"`
+	// RegistrationTokenHash is the SHA-256 (HashToken) of the RFC 7592
+	// registration access token; empty for clients an operator created.
+	RegistrationTokenHash string `db:"registration_token_hash"`
+	// TokenEndpointAuthSigningAlg is the JWS algorithm private_key_jwt
+	// assertions must use; empty means RS256.
+	TokenEndpointAuthSigningAlg string `db:"token_endpoint_auth_signing_alg"`
+	// Lifespans in seconds of what is issued to this client; 0 means the
+	// server's default.
+	AccessTokenLifespan  int `db:"access_token_lifespan"`
+	RefreshTokenLifespan int `db:"refresh_token_lifespan"`
+	IDTokenLifespan      int `db:"id_token_lifespan"`
 }
 
 var (
 	_ fosite.Client              = (*Client)(nil)
 	_ fosite.OpenIDConnectClient = (*Client)(nil)
 	_ fosite.ResponseModeClient  = (*Client)(nil)
+
+	_ fosite.ClientWithSecretRotation       = (*Client)(nil)
+	_ fosite.ClientWithCustomTokenLifespans = (*Client)(nil)
 )
+
+// GetRotatedHashes returns the previous secret's hash while its grace
+// period lasts, so apps can move to a new secret without downtime.
+func (c *Client) GetRotatedHashes() [][]byte {
+	if c.RotatedSecretHash == "" || c.RotatedSecretExpiresAt == nil || !time.Now().Before(*c.RotatedSecretExpiresAt) {
+		return nil
+	}
+	return [][]byte{[]byte(c.RotatedSecretHash)}
+}
+
+// GetEffectiveLifespan applies the client's own lifespans, whatever the
+// grant. Authorization codes always get the server's.
+func (c *Client) GetEffectiveLifespan(_ fosite.GrantType, tt fosite.TokenType, fallback time.Duration) time.Duration {
+	secs := 0
+	switch tt {
+	case fosite.AccessToken:
+		secs = c.AccessTokenLifespan
+	case fosite.RefreshToken:
+		secs = c.RefreshTokenLifespan
+	case fosite.IDToken:
+		secs = c.IDTokenLifespan
+	}
+	if secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	return fallback
+}
 
 // GetResponseModes: codes come back in the query, whether the client says
 // response_mode=query or nothing.
@@ -65,7 +111,10 @@ func (c *Client) GetJSONWebKeysURI() string                { return c.JWKSURI }
 func (c *Client) GetRequestObjectSigningAlgorithm() string { return "" }
 func (c *Client) GetTokenEndpointAuthMethod() string       { return c.TokenEndpointAuthMethod }
 func (c *Client) GetTokenEndpointAuthSigningAlgorithm() string {
-	return "RS256"
+	if c.TokenEndpointAuthSigningAlg == "" {
+		return "RS256"
+	}
+	return c.TokenEndpointAuthSigningAlg
 }
 
 // GetJSONWebKeys returns the client's registered key set in the go-jose v3
@@ -74,11 +123,34 @@ func (c *Client) GetJSONWebKeys() *josev3.JSONWebKeySet {
 	if len(c.JWKS) == 0 {
 		return nil
 	}
-	var set josev3.JSONWebKeySet
-	if err := json.Unmarshal(c.JWKS, &set); err != nil {
+	set, err := SigningKeySet(c.JWKS)
+	if err != nil {
 		return nil
 	}
-	return &set
+	return set
+}
+
+// SigningKeySet parses a client's JWKS for fosite, which only considers
+// keys marked "use": "sig". A key without "use" may sign too (RFC 7517
+// 4.2), so it is marked; encryption keys are left out.
+func SigningKeySet(raw []byte) (*josev3.JSONWebKeySet, error) {
+	var set josev3.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, err
+	}
+	keys := set.Keys[:0]
+	for _, k := range set.Keys {
+		switch k.Use {
+		case "":
+			k.Use = "sig"
+		case "sig":
+		default:
+			continue
+		}
+		keys = append(keys, k)
+	}
+	set.Keys = keys
+	return &set, nil
 }
 
 // clientRow is the client part of a row read together with a request.
@@ -95,12 +167,18 @@ func (c *clientRow) client() (*Client, error) {
 func (c *Client) normalize() {
 	c.CreatedAt = c.CreatedAt.UTC()
 	c.UpdatedAt = c.UpdatedAt.UTC()
+	if c.RotatedSecretExpiresAt != nil {
+		t := c.RotatedSecretExpiresAt.UTC()
+		c.RotatedSecretExpiresAt = &t
+	}
 }
 
 var clientColumnNames = []string{
 	"id", "secret_hash", "name", "redirect_uris", "grant_types", "response_types", "scopes",
 	"audience", "token_endpoint_auth_method", "public", "skip_consent", "jwks", "jwks_uri",
 	"post_logout_redirect_uris", "logo_uri", "client_uri", "contacts", "created_at", "updated_at",
+	"rotated_secret_hash", "rotated_secret_expires_at", "registration_token_hash",
+	"token_endpoint_auth_signing_alg", "access_token_lifespan", "refresh_token_lifespan", "id_token_lifespan",
 }
 
 // clientColumns lists the client columns, qualified by alias when given.
@@ -117,6 +195,8 @@ func clientArgs(c *Client) []any {
 		nonNilStrings(c.ResponseTypes), nonNilStrings(c.Scopes), nonNilStrings(c.Audience),
 		c.TokenEndpointAuthMethod, c.Public, c.SkipConsent, nilIfEmpty(c.JWKS), c.JWKSURI,
 		nonNilStrings(c.PostLogoutRedirectURIs), c.LogoURI, c.ClientURI, nonNilStrings(c.Contacts),
+		c.RotatedSecretHash, c.RotatedSecretExpiresAt, c.RegistrationTokenHash,
+		c.TokenEndpointAuthSigningAlg, c.AccessTokenLifespan, c.RefreshTokenLifespan, c.IDTokenLifespan,
 	}
 }
 
@@ -127,8 +207,11 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	rows, err := s.db(ctx).Query(ctx, `
 		INSERT INTO clients (id, secret_hash, name, redirect_uris, grant_types, response_types, scopes,
 			audience, token_endpoint_auth_method, public, skip_consent, jwks, jwks_uri,
-			post_logout_redirect_uris, logo_uri, client_uri, contacts)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+			post_logout_redirect_uris, logo_uri, client_uri, contacts,
+			rotated_secret_hash, rotated_secret_expires_at, registration_token_hash,
+			token_endpoint_auth_signing_alg, access_token_lifespan, refresh_token_lifespan, id_token_lifespan)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+			$18, $19, $20, $21, $22, $23, $24)
 		RETURNING `+clientColumns(""), clientArgs(c)...)
 	if err != nil {
 		return translate("create client", err)
@@ -142,13 +225,18 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	return nil
 }
 
-// UpdateClient replaces a client's metadata and secret hash.
+// UpdateClient replaces everything stored of a client: its metadata, secret
+// hashes and registration token hash. Read it with ClientForUpdate in the
+// same transaction to change only part of it.
 func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 	rows, err := s.db(ctx).Query(ctx, `
 		UPDATE clients SET secret_hash = $2, name = $3, redirect_uris = $4, grant_types = $5,
 			response_types = $6, scopes = $7, audience = $8, token_endpoint_auth_method = $9,
 			public = $10, skip_consent = $11, jwks = $12, jwks_uri = $13,
 			post_logout_redirect_uris = $14, logo_uri = $15, client_uri = $16, contacts = $17,
+			rotated_secret_hash = $18, rotated_secret_expires_at = $19, registration_token_hash = $20,
+			token_endpoint_auth_signing_alg = $21, access_token_lifespan = $22,
+			refresh_token_lifespan = $23, id_token_lifespan = $24,
 			updated_at = now()
 		WHERE id = $1
 		RETURNING `+clientColumns(""), clientArgs(c)...)
@@ -166,7 +254,18 @@ func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 
 // Client returns one client by id, or ErrNotFound.
 func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
-	rows, err := s.db(ctx).Query(ctx, `SELECT `+clientColumns("")+` FROM clients WHERE id = $1`, id)
+	return s.oneClient(ctx, `SELECT `+clientColumns("")+` FROM clients WHERE id = $1`, id)
+}
+
+// ClientForUpdate is Client, locking the row until the transaction in ctx
+// ends, so that a read-modify-write of a client does not lose a concurrent
+// change (a secret rotation, say).
+func (s *Store) ClientForUpdate(ctx context.Context, id string) (*Client, error) {
+	return s.oneClient(ctx, `SELECT `+clientColumns("")+` FROM clients WHERE id = $1 FOR UPDATE`, id)
+}
+
+func (s *Store) oneClient(ctx context.Context, sql string, args ...any) (*Client, error) {
+	rows, err := s.db(ctx).Query(ctx, sql, args...)
 	if err != nil {
 		return nil, translate("get client", err)
 	}
@@ -176,6 +275,22 @@ func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
 	}
 	c.normalize()
 	return c, nil
+}
+
+// RotateClientSecret makes hash the client's secret hash. The previous
+// secret stays valid until keepOldUntil; nil ends it at once. Only one
+// previous secret is kept: rotating twice drops the oldest.
+func (s *Store) RotateClientSecret(ctx context.Context, id, hash string, keepOldUntil *time.Time) (*Client, error) {
+	if keepOldUntil != nil {
+		t := keepOldUntil.UTC()
+		keepOldUntil = &t
+	}
+	return s.oneClient(ctx, `
+		UPDATE clients SET secret_hash = $2,
+			rotated_secret_hash = CASE WHEN $3::timestamptz IS NULL THEN '' ELSE secret_hash END,
+			rotated_secret_expires_at = $3, updated_at = now()
+		WHERE id = $1
+		RETURNING `+clientColumns(""), id, hash, keepOldUntil)
 }
 
 // ListClients returns up to limit clients ordered by id, starting after the
