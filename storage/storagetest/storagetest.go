@@ -951,6 +951,12 @@ func testClients(t *testing.T, mk func(*testing.T) *env) {
 			LogoURI:                 "https://spa.example.com/logo.png",
 			ClientURI:               "https://spa.example.com",
 			Contacts:                []string{"ops@example.com"},
+
+			RegistrationTokenHash:       storage.HashToken("registration token"),
+			TokenEndpointAuthSigningAlg: "ES256",
+			AccessTokenLifespan:         60,
+			RefreshTokenLifespan:        3600,
+			IDTokenLifespan:             300,
 		}
 		c := want
 		e.must(e.store.CreateClient(e.ctx, &c))
@@ -974,6 +980,33 @@ func testClients(t *testing.T, mk func(*testing.T) *env) {
 			oc.GetJSONWebKeysURI() != want.JWKSURI {
 			t.Errorf("GetClient is not the OpenID Connect client stored: %+v", fc)
 		}
+	})
+
+	t.Run("RotateSecret", func(t *testing.T) {
+		e := mk(t)
+		first, second, third := storage.HashGeneratedSecret("one"), storage.HashGeneratedSecret("two"), storage.HashGeneratedSecret("three")
+		e.must(e.store.CreateClient(e.ctx, &storage.Client{ID: "rp", SecretHash: first, TokenEndpointAuthMethod: "client_secret_basic"}))
+		until := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+		c, err := e.store.RotateClientSecret(e.ctx, "rp", second, &until)
+		e.must(err)
+		if c.SecretHash != second || c.RotatedSecretHash != first || c.RotatedSecretExpiresAt == nil || !c.RotatedSecretExpiresAt.Equal(until) {
+			t.Errorf("after a rotation with grace: secret %q, previous %q until %v", c.SecretHash, c.RotatedSecretHash, c.RotatedSecretExpiresAt)
+		}
+		if got := c.GetRotatedHashes(); len(got) != 1 || string(got[0]) != first {
+			t.Errorf("GetRotatedHashes = %q, want the previous hash", got)
+		}
+		c, err = e.store.RotateClientSecret(e.ctx, "rp", third, nil)
+		e.must(err)
+		if c.SecretHash != third || c.RotatedSecretHash != "" || c.RotatedSecretExpiresAt != nil || len(c.GetRotatedHashes()) != 0 {
+			t.Errorf("after a rotation without grace: secret %q, previous %q until %v", c.SecretHash, c.RotatedSecretHash, c.RotatedSecretExpiresAt)
+		}
+		past := time.Now().Add(-time.Second)
+		c.RotatedSecretHash, c.RotatedSecretExpiresAt = first, &past
+		if len(c.GetRotatedHashes()) != 0 {
+			t.Error("GetRotatedHashes returned a hash whose grace period is over")
+		}
+		_, err = e.store.RotateClientSecret(e.ctx, "nobody", third, nil)
+		wantErr(t, "rotate unknown", err, storage.ErrNotFound)
 	})
 
 	t.Run("Duplicate", func(t *testing.T) {
