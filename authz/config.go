@@ -61,8 +61,12 @@ type Config struct {
 	// after a rotation, unless the rotation asks otherwise.
 	ClientSecretGrace time.Duration
 	// HTTPClient fetches clients' jwks_uri. Nil: a client with a 5 s
-	// timeout.
+	// timeout that connects only to public addresses.
 	HTTPClient *http.Client
+	// JWKSPrivateNetworks lets that default client fetch a jwks_uri on a
+	// loopback or private address. Off: a client could make the server
+	// probe its own network.
+	JWKSPrivateNetworks bool
 
 	// Now is the clock; tests move it. Nil means time.Now.
 	Now func() time.Time
@@ -165,6 +169,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}{
 		{"AUTHZ_ALLOW_PLAIN_PKCE", &c.AllowPlainPKCE},
 		{"AUTHZ_DEBUG", &c.Debug},
+		{"AUTHZ_JWKS_PRIVATE_NETWORKS", &c.JWKSPrivateNetworks},
 	}
 	for _, b := range bools {
 		v := getenv(b.name)
