@@ -25,6 +25,8 @@ Commands:
   clients list              list clients (a table; --format json for a JSON array)
   clients get ID            print one client as JSON
   clients delete ID         delete a client and everything issued to it
+  clients rotate-secret ID  give a client a new secret (shown once); the previous one keeps
+                            working for --grace (default 24h, $AUTHZ_CLIENT_SECRET_GRACE)
   users create              add a user; the password is read from stdin (--password-stdin)
   users list                list users (a table; --format json for a JSON array)
   users disable USERNAME    stop a user from logging in and end their sessions
@@ -49,6 +51,12 @@ Environment:
   AUTHZ_CODE_LIFESPAN, AUTHZ_ACCESS_TOKEN_LIFESPAN, AUTHZ_REFRESH_TOKEN_LIFESPAN,
   AUTHZ_ID_TOKEN_LIFESPAN, AUTHZ_LOGIN_SESSION_LIFESPAN, AUTHZ_CONSENT_LIFESPAN
                             lifespans as Go durations (10m, 1h, 720h)
+  AUTHZ_CLIENT_SECRET_GRACE
+                            how long a client's previous secret keeps working after a rotation
+                            (default 24h)
+  AUTHZ_ADMIN_LISTEN        address of the admin API (default 127.0.0.1:8081; off disables it)
+  AUTHZ_ADMIN_TOKEN         bearer token the admin API requires, 32+ bytes
+                            (generate one with: openssl rand -base64 48)
   AUTHZ_ALLOW_PLAIN_PKCE    accept the plain PKCE method (default false: S256 only)
   AUTHZ_TEMPLATES_DIR       directory of page templates replacing the built-in ones
   AUTHZ_JANITOR_INTERVAL    how often serve deletes expired rows (default 10m; 0 disables)
@@ -115,10 +123,11 @@ func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
 		return c.migrate(ctx, args)
 	case "clients":
 		return c.subcommand(ctx, "clients", args, map[string]func(context.Context, []string) error{
-			"create": c.clientsCreate,
-			"list":   c.clientsList,
-			"get":    c.clientsGet,
-			"delete": c.clientsDelete,
+			"create":        c.clientsCreate,
+			"list":          c.clientsList,
+			"get":           c.clientsGet,
+			"delete":        c.clientsDelete,
+			"rotate-secret": c.clientsRotateSecret,
 		})
 	case "users":
 		return c.subcommand(ctx, "users", args, map[string]func(context.Context, []string) error{
@@ -139,7 +148,7 @@ func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
 // subcommand dispatches "authz <group> <sub> ...".
 func (c *cli) subcommand(ctx context.Context, group string, args []string, subs map[string]func(context.Context, []string) error) error {
 	names := make([]string, 0, len(subs))
-	for _, n := range []string{"create", "list", "get", "delete", "disable", "enable", "set-password"} {
+	for _, n := range []string{"create", "list", "get", "delete", "rotate-secret", "disable", "enable", "set-password"} {
 		if subs[n] != nil {
 			names = append(names, n)
 		}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/authz/authz/authz"
 	"github.com/authz/authz/storage"
@@ -34,13 +36,16 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	fs.Var(&grantTypes, "grant-type", "grant `type`, repeatable or comma-separated: authorization_code, refresh_token, client_credentials (default authorization_code,refresh_token)")
 	fs.Var(&responseTypes, "response-type", "response `type`, repeatable (default code when the authorization_code grant is used)")
 	fs.StringVar(&meta.Scope, "scope", "", "space-separated `scopes` the client may request (default for sign-in clients: \""+authz.DefaultClientScope+"\")")
-	fs.StringVar(&meta.TokenEndpointAuthMethod, "auth-method", "", "client authentication `method` at the token endpoint: client_secret_basic (default), client_secret_post or none")
+	fs.StringVar(&meta.TokenEndpointAuthMethod, "auth-method", "", "client authentication `method` at the token endpoint: client_secret_basic (default), client_secret_post, private_key_jwt (the default with --jwks-file or --jwks-uri) or none")
 	fs.BoolVar(&public, "public", false, "a public client (SPA, mobile, CLI): no secret, PKCE required; same as --auth-method none")
 	fs.Var(&audience, "audience", "`audience` the client's tokens may be issued for; repeatable")
 	fs.BoolVar(&meta.SkipConsent, "skip-consent", false, "do not ask users for consent (first-party clients only)")
 	fs.Var(&postLogouts, "post-logout-redirect-uri", "post-logout redirect `URI`; repeatable")
 	fs.StringVar(&meta.LogoURI, "logo-uri", "", "https `URL` of the app's logo, shown on the consent page")
 	fs.StringVar(&meta.ClientURI, "client-uri", "", "https `URL` of the app's home page, linked from the consent page")
+	jwksFile := fs.String("jwks-file", "", "`file` holding the JSON Web Key Set (public keys) a private_key_jwt client signs its assertions with")
+	fs.StringVar(&meta.JWKSURI, "jwks-uri", "", "https `URL` of the key set a private_key_jwt client signs its assertions with")
+	fs.StringVar(&meta.TokenEndpointAuthSigningAlg, "auth-signing-alg", "", "JWS `algorithm` of a private_key_jwt client's assertions, e.g. RS256 or ES256 (default: from the first key, else RS256)")
 	pos, err := c.parse(fs, "--name NAME --redirect-uri URI [flags]", args)
 	if err != nil {
 		return err
@@ -61,11 +66,24 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 		}
 		meta.ClientSecret = secret
 	}
+	if *jwksFile != "" {
+		raw, err := os.ReadFile(*jwksFile)
+		if err != nil {
+			return fmt.Errorf("--jwks-file: %w", err)
+		}
+		if !json.Valid(raw) {
+			return fmt.Errorf("--jwks-file %s: not JSON; want a JSON Web Key Set like {\"keys\": [...]}", *jwksFile)
+		}
+		meta.JWKS = raw
+	}
 	if public {
 		if isSet(fs, "auth-method") && meta.TokenEndpointAuthMethod != "none" {
 			return usagef("clients create: --public means --auth-method none; it cannot go with --auth-method %s", meta.TokenEndpointAuthMethod)
 		}
 		meta.TokenEndpointAuthMethod = "none"
+	} else if meta.TokenEndpointAuthMethod == "" && (len(meta.JWKS) > 0 || meta.JWKSURI != "") {
+		// Keys are only for private_key_jwt: asking for them asks for it.
+		meta.TokenEndpointAuthMethod = "private_key_jwt"
 	}
 	meta.RedirectURIs = redirectURIs.values
 	meta.GrantTypes = grantTypes.values
@@ -98,6 +116,62 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	}
 	if created.ClientSecret != "" {
 		fmt.Fprintln(c.stderr, "note: this is the only time the client_secret is shown; store it now.")
+	}
+	return nil
+}
+
+func (c *cli) clientsRotateSecret(ctx context.Context, args []string) error {
+	fs := newFlags("clients rotate-secret")
+	dbURL := dbFlag(fs)
+	grace := fs.Duration("grace", 0, "how long the previous secret keeps working, e.g. 1h; 0 ends it at once (default $AUTHZ_CLIENT_SECRET_GRACE, else "+strings.TrimSuffix(strings.TrimSuffix(authz.DefaultClientSecretGrace.String(), "0s"), "0m")+")")
+	secretStdin := fs.Bool("secret-stdin", false, "read the new secret from the first line of standard input (default: generated)")
+	pos, err := c.parse(fs, "CLIENT_ID [--grace DURATION] [--secret-stdin] [flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("clients rotate-secret: expected one client id (usage: authz clients rotate-secret CLIENT_ID)")
+	}
+	if !isSet(fs, "grace") {
+		*grace = authz.DefaultClientSecretGrace
+		if v := c.getenv("AUTHZ_CLIENT_SECRET_GRACE"); v != "" {
+			if *grace, err = time.ParseDuration(v); err != nil {
+				return fmt.Errorf("AUTHZ_CLIENT_SECRET_GRACE: %q is not a duration like 10m or 720h", v)
+			}
+		}
+	}
+	if *grace < 0 {
+		return usagef("clients rotate-secret: --grace must not be negative")
+	}
+	var secret string
+	if *secretStdin {
+		if secret, err = readPassword(c.stdin); err != nil {
+			return fmt.Errorf("client secret: %w", err)
+		}
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	rotated, err := authz.RotateClientSecret(ctx, store, pos[0], secret, *grace, time.Now())
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("client %q not found", pos[0])
+	case errors.Is(err, authz.ErrNoSecret):
+		return fmt.Errorf("client %q has no secret to rotate: it does not authenticate with one", pos[0])
+	case err != nil:
+		return err
+	}
+	if err := writeJSON(c.stdout, rotated); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stderr, "note: this is the only time the client_secret is shown; store it now.")
+	if rotated.PreviousSecretExpiresAt != nil {
+		fmt.Fprintf(c.stderr, "note: the previous secret keeps working until %s.\n",
+			time.Unix(*rotated.PreviousSecretExpiresAt, 0).UTC().Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(c.stderr, "note: the previous secret no longer works.")
 	}
 	return nil
 }

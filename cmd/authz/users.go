@@ -6,31 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
 	"strings"
 	"text/tabwriter"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/authz/authz/authz"
 	"github.com/authz/authz/storage"
-)
-
-// Limits on what users choose.
-const (
-	maxUsernameLength = 64
-	minPasswordLength = 8
-	maxPasswordLength = 1024 // beyond this, hashing is just work for nothing
 )
 
 func (c *cli) usersCreate(ctx context.Context, args []string) error {
 	fs := newFlags("users create")
 	dbURL := dbFlag(fs)
-	var u storage.User
-	fs.StringVar(&u.Username, "username", "", "the `username` the user logs in with (required)")
+	var in authz.NewUser
+	fs.StringVar(&in.Username, "username", "", "the `username` the user logs in with (required)")
 	passwordStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required)")
-	fs.StringVar(&u.Email, "email", "", "the user's email `address`")
-	fs.StringVar(&u.Name, "name", "", "the user's full `name`")
-	fs.BoolVar(&u.EmailVerified, "email-verified", false, "mark the email address as verified")
+	fs.StringVar(&in.Email, "email", "", "the user's email `address`")
+	fs.StringVar(&in.Name, "name", "", "the user's full `name`")
+	fs.BoolVar(&in.EmailVerified, "email-verified", false, "mark the email address as verified")
 	pos, err := c.parse(fs, "--username USERNAME --password-stdin [flags] < password-file", args)
 	if err != nil {
 		return err
@@ -38,24 +29,18 @@ func (c *cli) usersCreate(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usagef("users create: unexpected argument %q (run \"authz users create -h\" for usage)", pos[0])
 	}
-	if u.Username == "" {
+	if in.Username == "" {
 		return usagef("users create: --username is required")
 	}
 	if !*passwordStdin {
 		return usagef("users create: --password-stdin is required: the password is read from standard input, never from a flag")
 	}
-	if err := validateUsername(u.Username); err != nil {
+	if in.Password, err = readPassword(c.stdin); err != nil {
 		return err
 	}
-	if u.Email != "" {
-		if err := validateEmail(u.Email); err != nil {
-			return err
-		}
-	} else if u.EmailVerified {
-		return usagef("users create: --email-verified needs --email")
-	}
-	password, err := readPassword(c.stdin)
-	if err != nil {
+	// Catch bad details before touching the database. CreateUser checks
+	// them again: the admin API goes through it too.
+	if err := in.Validate(); err != nil {
 		return err
 	}
 	store, closeStore, err := c.openStore(ctx, *dbURL)
@@ -63,14 +48,14 @@ func (c *cli) usersCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeStore()
-	err = store.CreateUser(ctx, &u, password)
-	if errors.Is(err, storage.ErrAlreadyExists) {
-		return fmt.Errorf("username %q is taken", u.Username)
+	u, err := authz.CreateUser(ctx, store, in)
+	if errors.Is(err, authz.ErrUsernameTaken) {
+		return fmt.Errorf("username %q is taken", in.Username)
 	}
 	if err != nil {
 		return err
 	}
-	return writeJSON(c.stdout, &u)
+	return writeJSON(c.stdout, u)
 }
 
 func (c *cli) usersList(ctx context.Context, args []string) error {
@@ -138,7 +123,7 @@ func (c *cli) setDisabled(ctx context.Context, cmd string, disabled bool, args [
 	if err != nil {
 		return err
 	}
-	if _, err := store.UpdateUser(ctx, u.ID, storage.UserUpdate{Disabled: &disabled}); err != nil {
+	if _, err := authz.UpdateUser(ctx, store, u.ID, authz.UserChange{Disabled: &disabled}); err != nil {
 		return err
 	}
 	verb := "enabled"
@@ -178,7 +163,7 @@ func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
 	}
 	// UpdateUser also ends the user's login sessions and revokes their
 	// tokens: whoever knew the old password must not stay in with it.
-	if _, err := store.UpdateUser(ctx, u.ID, storage.UserUpdate{Password: &password}); err != nil {
+	if _, err := authz.UpdateUser(ctx, store, u.ID, authz.UserChange{Password: &password}); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(c.stdout, "changed the password of user %s; their sessions and tokens are revoked\n", u.Username)
@@ -193,34 +178,8 @@ func userByName(ctx context.Context, store *storage.Store, username string) (*st
 	return u, err
 }
 
-// validateUsername allows 1 to 64 characters of valid UTF-8 without
-// whitespace or control characters.
-func validateUsername(name string) error {
-	if !utf8.ValidString(name) {
-		return errors.New("username is not valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(name); n < 1 || n > maxUsernameLength {
-		return fmt.Errorf("username %q is %d characters long; it must have 1 to %d", name, n, maxUsernameLength)
-	}
-	for _, r := range name {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
-			return fmt.Errorf("username %q must not contain spaces or control characters", name)
-		}
-	}
-	return nil
-}
-
-// validateEmail accepts a bare address (alice@example.com), not a display
-// form ("Alice <alice@example.com>").
-func validateEmail(email string) error {
-	a, err := mail.ParseAddress(email)
-	if err != nil || a.Address != email || a.Name != "" {
-		return fmt.Errorf("email %q is not an address like alice@example.com", email)
-	}
-	return nil
-}
-
-// readPassword reads the first line of r, without its line ending.
+// readPassword reads the first line of r, without its line ending, and
+// checks it with the password rules users and the admin API share.
 func readPassword(r io.Reader) (string, error) {
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -230,14 +189,8 @@ func readPassword(r io.Reader) (string, error) {
 	if password == "" {
 		return "", errors.New("empty password on stdin")
 	}
-	if !utf8.ValidString(password) {
-		return "", errors.New("the password on stdin is not valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(password); n < minPasswordLength {
-		return "", fmt.Errorf("password too short: it has %d characters; at least %d are required", n, minPasswordLength)
-	}
-	if len(password) > maxPasswordLength {
-		return "", fmt.Errorf("password too long: at most %d bytes", maxPasswordLength)
+	if err := authz.ValidatePassword(password); err != nil {
+		return "", err
 	}
 	return password, nil
 }
