@@ -21,6 +21,6 @@ run: build
 
 # The same, plus the demo apps in the same process: open
 # http://localhost:3000 and click "Get contacts". Other ports, e.g.:
-#   AUTHZ_LISTEN=:8081 make demo DEMO_FLAGS="--demo-bff-listen 127.0.0.1:3001 --demo-api-listen 127.0.0.1:4001"
+#   AUTHZ_LISTEN=:8090 make demo DEMO_FLAGS="--demo-bff-listen 127.0.0.1:3001 --demo-api-listen 127.0.0.1:4001"
 demo: build
 	bin/authz dev --demo $(DEMO_FLAGS)

@@ -103,6 +103,7 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 	demoFlag := fs.Bool("demo", false, "also run the demo apps: a web app (BFF) with a \"Get contacts\" button, and the contacts API it calls")
 	bffListen := fs.String("demo-bff-listen", demoBFFListen, "`address` of the demo BFF; the demo-bff client's redirect URIs follow its port")
 	apiListen := fs.String("demo-api-listen", demoAPIListen, "`address` of the demo contacts API")
+	adminListen := fs.String("admin-listen", "", "`address` of the admin API (default $AUTHZ_ADMIN_LISTEN, else "+authz.DefaultAdminListen+"; off disables it); without AUTHZ_ADMIN_TOKEN it needs no token and must be a loopback address")
 	seedOnly := fs.Bool("seed-only", false, "seed the demo user and clients into the database, print their credentials as JSON, and exit")
 	pos, err := c.parse(fs, "[flags]", args)
 	if err != nil {
@@ -130,6 +131,19 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 	}
 	if *listen != "" {
 		cfg.Listen = *listen
+	}
+	adminAsked := *adminListen != "" || c.getenv("AUTHZ_ADMIN_LISTEN") != ""
+	if *adminListen != "" {
+		cfg.AdminListen = *adminListen
+	}
+	adminOn := !strings.EqualFold(cfg.AdminListen, "off")
+	if adminOn && cfg.AdminToken == "" {
+		// Dev mode may run the admin API without a token, but only where
+		// nothing but this machine can reach it.
+		if !loopbackAddr(cfg.AdminListen) {
+			return fmt.Errorf("dev: the admin API without AUTHZ_ADMIN_TOKEN must listen on a loopback address, not %q", cfg.AdminListen)
+		}
+		cfg.AdminWithoutToken = true
 	}
 	// Without an issuer, it is this machine at the port listened on (known
 	// once listening: --listen :0 picks one).
@@ -162,7 +176,8 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 
 	// Listen first: a port in use fails at once, not after a database
 	// start. Seeding serves nothing and needs no system secret.
-	var ln, bffLn, apiLn net.Listener
+	var ln, adminLn, bffLn, apiLn net.Listener
+	adminNote := "off (AUTHZ_ADMIN_LISTEN=off)"
 	if !*seedOnly {
 		if len(cfg.Secrets) == 0 { // AUTHZ_SECRETS wins
 			secret, err := loadOrCreateSecret(filepath.Join(dataDir, "secret"))
@@ -174,12 +189,25 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
-		if ln, err = listenTCP(cfg.Listen, "AUTHZ_LISTEN=:8081"); err != nil {
+		if ln, err = listenTCP(cfg.Listen, "AUTHZ_LISTEN=:8090"); err != nil {
 			return err
 		}
 		defer ln.Close() // on early returns; run closes it otherwise
 		if !issuerGiven {
 			cfg.Issuer = localIssuer(cfg.Listen, ln.Addr())
+		}
+		if adminOn {
+			adminLn, err = listenTCP(cfg.AdminListen, "--admin-listen 127.0.0.1:8091")
+			switch {
+			case err == nil:
+				defer adminLn.Close()
+			case adminAsked:
+				return fmt.Errorf("admin API: %w", err)
+			default:
+				// Not asked for: the provider matters more than its admin API.
+				adminNote = fmt.Sprintf("not running: %v", err)
+				logger.Warn("admin API not started", "err", err)
+			}
 		}
 	}
 	if *demoFlag {
@@ -243,8 +271,20 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	b := banner{issuer: cfg.Issuer, data: data, ownCluster: ownCluster, dataDir: relPath(dataDir), creds: creds, bffOrigin: bffOrigin}
 	srv := &server{handler: handler, store: store, janitorEvery: janitorEvery, issuer: cfg.Issuer, logger: logger}
+	if adminLn != nil {
+		if srv.admin, err = authz.NewAdmin(cfg, store, logger); err != nil {
+			return err
+		}
+		srv.adminLn = adminLn
+		adminNote = "http://" + dialAddr(adminLn.Addr()) + "/admin/clients"
+		if cfg.AdminWithoutToken {
+			adminNote += "  (no token in dev mode)"
+		} else {
+			adminNote += "  (Authorization: Bearer $AUTHZ_ADMIN_TOKEN)"
+		}
+	}
+	b := banner{issuer: cfg.Issuer, data: data, ownCluster: ownCluster, dataDir: relPath(dataDir), creds: creds, bffOrigin: bffOrigin, admin: adminNote}
 	if !*demoFlag {
 		b.print(c.stdout)
 		return srv.run(ctx, ln)
@@ -369,6 +409,20 @@ func runWithDemo(ctx context.Context, srv *server, ln net.Listener, apps *demoAp
 		stopProvider()
 		return errors.Join(err, <-provider)
 	}
+}
+
+// loopbackAddr reports whether a listen address is on this machine only:
+// localhost or a loopback IP, with a port.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // localIssuer is http://localhost:PORT for a server listening on every
@@ -777,6 +831,7 @@ type banner struct {
 	creds      *demoCredentials
 	bffOrigin  string    // the demo-bff client's redirect URIs' origin
 	apps       *demoApps // with --demo
+	admin      string    // where the admin API is, or why it is not
 }
 
 // print tells a newcomer what is running and how to try it.
@@ -801,6 +856,7 @@ func (b *banner) print(w io.Writer) {
 	fmt.Fprintf(w, `
 authz dev is running at %[1]s
   discovery  %[1]s/.well-known/openid-configuration
+  admin API  %[16]s
   data       %[2]s
   user       %[3]s, %[4]s
   clients    %[5]s  secret %[6]s  (confidential BFF; redirect %[7]s)
@@ -817,7 +873,7 @@ authz dev is running at %[1]s
 %[13]s
 
 `, b.issuer, b.data, demoUsername, password, demoBFF, bffSecret, redirect,
-		demoSPA, demoRedirectSPA, demoAPI, apiSecret, demoAuthorizeURL(b.issuer, redirect), stop, tryDemo, nothing)
+		demoSPA, demoRedirectSPA, demoAPI, apiSecret, demoAuthorizeURL(b.issuer, redirect), stop, tryDemo, nothing, b.admin)
 }
 
 // printCredentials prints the demo credentials as JSON, for --seed-only.

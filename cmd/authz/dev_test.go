@@ -72,7 +72,7 @@ func startDev(t *testing.T, e env, dataDir string, flags ...string) *devRun {
 		logs: &logSink{listening: make(chan string, 1)}}
 	t.Cleanup(func() { d.stop() })
 	go func() {
-		d.done <- run(ctx, append([]string{"dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, flags...),
+		d.done <- run(ctx, append([]string{"dev", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dataDir}, flags...),
 			e.get, strings.NewReader(""), d.stdout, d.logs)
 	}()
 	var addr string
@@ -202,6 +202,29 @@ func TestDev(t *testing.T) {
 	tok := authorizeAndExchange(t, first, true)
 	if got := introspect(t, first.issuer, tok.AccessToken, first.apiSecret); got["active"] != true || got["username"] != "alice" {
 		t.Errorf("introspect the new access token: %v", got)
+	}
+
+	// The admin API answers on loopback without a token, to this machine's
+	// names only.
+	m := regexp.MustCompile(`admin API\s+(http://\S+/admin/clients)\s+\(no token in dev mode\)`).FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("banner does not show the admin API:\n%s", banner)
+	}
+	resp, err := http.Get(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"client_id":"demo-bff"`) {
+		t.Errorf("GET %s without a token in dev mode: %d %s", m[1], resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, m[1], nil)
+	req.Host = "attacker.example"
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("admin API in dev mode with Host attacker.example (DNS rebinding): %d, want 403", resp.StatusCode)
 	}
 	first.stop()
 
@@ -633,7 +656,7 @@ func TestDevErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with AUTHZ_LISTEN=:8081", false, "dev", "--data-dir", dir, "--listen", ln.Addr().String())
+	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with AUTHZ_LISTEN=:8090", false, "dev", "--data-dir", dir, "--listen", ln.Addr().String())
 	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with --demo-bff-listen 127.0.0.1:3001", false,
 		"dev", "--data-dir", dir, "--listen", "127.0.0.1:0", "--demo", "--demo-bff-listen", ln.Addr().String())
 	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with --demo-api-listen 127.0.0.1:4001", false,
@@ -642,6 +665,8 @@ func TestDevErrors(t *testing.T) {
 		t.Errorf("a cluster was made (%v) though the port was taken", err)
 	}
 
+	wantError(t, e, "", `dev: the admin API without AUTHZ_ADMIN_TOKEN must listen on a loopback address, not "0.0.0.0:0"`, false,
+		"dev", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0")
 	wantError(t, e, "", "dev: --demo and --seed-only do not go together", true, "dev", "--data-dir", dir, "--demo", "--seed-only")
 	wantError(t, e, "", `dev: --demo-bff-listen "127.0.0.1:0": want host:port, with a port other than 0 unless with --demo`, true,
 		"dev", "--data-dir", dir, "--seed-only", "--demo-bff-listen", "127.0.0.1:0")

@@ -38,6 +38,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "", "`address` to listen on (default $AUTHZ_LISTEN, else :8080)")
 	issuer := fs.String("issuer", "", "public base `URL` of the server (default $AUTHZ_ISSUER, else http://localhost:8080)")
 	migrate := fs.Bool("migrate", false, "apply pending database migrations before serving")
+	adminListen := fs.String("admin-listen", "", "`address` of the admin API (default $AUTHZ_ADMIN_LISTEN, else "+authz.DefaultAdminListen+"; off disables it)")
 	pos, err := c.parse(fs, "[flags]", args)
 	if err != nil {
 		return err
@@ -56,12 +57,26 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if *issuer != "" {
 		cfg.Issuer = *issuer
 	}
+	adminAsked := *adminListen != "" || c.getenv("AUTHZ_ADMIN_LISTEN") != ""
+	if *adminListen != "" {
+		cfg.AdminListen = *adminListen
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	logger, err := newLogger(c.getenv, c.stderr)
 	if err != nil {
 		return err
+	}
+	// The admin API runs only with a token. Asked for explicitly without
+	// one is a mistake worth stopping for; by default it just stays off.
+	adminOn := !strings.EqualFold(cfg.AdminListen, "off")
+	if adminOn && cfg.AdminToken == "" {
+		if adminAsked {
+			return errors.New("the admin API needs AUTHZ_ADMIN_TOKEN (generate one with: openssl rand -base64 48), or set AUTHZ_ADMIN_LISTEN=off")
+		}
+		logger.Info("admin API off: set AUTHZ_ADMIN_TOKEN to enable it on " + cfg.AdminListen)
+		adminOn = false
 	}
 	janitorEvery, err := janitorInterval(c.getenv)
 	if err != nil {
@@ -81,19 +96,32 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	srv := &server{handler: handler, store: store, janitorEvery: janitorEvery, issuer: cfg.Issuer, logger: logger}
+	if adminOn {
+		if srv.admin, err = authz.NewAdmin(cfg, store, logger); err != nil {
+			return err
+		}
+		if srv.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			return fmt.Errorf("admin API: %w", err)
+		}
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		if srv.adminLn != nil {
+			srv.adminLn.Close()
+		}
 		return err // "listen tcp :8080: bind: address already in use"
 	}
-	srv := &server{handler: handler, store: store, janitorEvery: janitorEvery, issuer: cfg.Issuer, logger: logger}
 	return srv.run(ctx, ln)
 }
 
 // server is what serve and dev run once everything is ready: the HTTP
-// server and the janitor.
+// server, the admin API's when there is one, and the janitor.
 type server struct {
 	handler      http.Handler
+	admin        http.Handler // nil: no admin API
+	adminLn      net.Listener
 	store        *storage.Store // the janitor's
 	janitorEvery time.Duration  // 0 disables the janitor
 	issuer       string         // for the log
@@ -105,17 +133,30 @@ type server struct {
 // janitor stops. The caller closes the pool afterwards.
 func (s *server) run(ctx context.Context, ln net.Listener) error {
 	logger := s.logger
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: readHeaderTimeout,
+			ReadTimeout:       readTimeout,
+			WriteTimeout:      writeTimeout,
+			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
 	}
-	served := make(chan error, 1)
+	srv := newServer(s.handler)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	var admin *http.Server
+	if s.admin != nil {
+		admin = newServer(s.admin)
+		go func() {
+			if err := admin.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
+				served <- fmt.Errorf("admin API: %w", err)
+			}
+		}()
+		logger.Info("admin API listening", "addr", s.adminLn.Addr().String())
+	}
 	logger.Info("listening", "addr", ln.Addr().String(), "issuer", s.issuer)
 
 	// The janitor outlives ctx: it is stopped after the server has drained.
@@ -131,12 +172,21 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 
 	select {
 	case err := <-served:
+		if admin != nil {
+			_ = admin.Close()
+		}
+		_ = srv.Close()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down", "timeout", shutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
+	if admin != nil {
+		if err := admin.Shutdown(shutdownCtx); err != nil {
+			_ = admin.Close()
+		}
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("requests still running after %v were cut off: %w", shutdownTimeout, err)

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +94,54 @@ func TestServe(t *testing.T) {
 		}
 	}
 
+	// With a token, the admin API listens on its own address and wants it.
+	adminToken := "admin-token-admin-token-admin-token-0123"
+	withAdmin := maps.Clone(e)
+	withAdmin["AUTHZ_ADMIN_TOKEN"] = adminToken
+	ctx, cancel = context.WithCancel(t.Context())
+	defer cancel()
+	logs = &logSink{listening: make(chan string, 1)}
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
+			withAdmin.get, strings.NewReader(""), io.Discard, logs)
+	}()
+	select {
+	case addr = <-logs.listening:
+	case err := <-done:
+		t.Fatalf("serve with the admin API returned before listening: %v\nlog:\n%s", err, logs)
+	}
+	m := regexp.MustCompile(`"msg":"admin API listening","addr":"([^"]+)"`).FindStringSubmatch(logs.String())
+	if m == nil || m[1] == addr {
+		t.Fatalf("no admin API address in the log:\n%s", logs)
+	}
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {"wrong", http.StatusUnauthorized}, {adminToken, http.StatusOK}} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+m[1]+"/admin/clients", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET /admin/clients with token %q: %d, want %d", tc.token, resp.StatusCode, tc.want)
+		}
+	}
+	// The admin API is not on the public listener.
+	if resp, err := http.Get("http://" + addr + "/admin/clients"); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /admin/clients on the public listener: %d, want 404", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve with the admin API after cancel: %v\nlog:\n%s", err, logs)
+	}
+
 	// Migrated now: serve no longer needs --migrate. A cancelled context
 	// stops it at once.
 	stopped, stop := context.WithCancel(t.Context())
@@ -125,6 +175,12 @@ func TestServeConfigErrors(t *testing.T) {
 		{"unreachable database", func(env) {}, nil, "cannot reach the database at postgres://u@127.0.0.1:1/db", false},
 		{"no database", func(e env) { delete(e, "AUTHZ_DATABASE_URL") }, nil, "no database configured", false},
 		{"stray argument", func(env) {}, []string{"now"}, `serve: unexpected argument "now"`, true},
+		{"admin API without a token", func(e env) { e["AUTHZ_ADMIN_LISTEN"] = "127.0.0.1:0" }, nil, "the admin API needs AUTHZ_ADMIN_TOKEN", false},
+		{"admin flag without a token", func(env) {}, []string{"--admin-listen", "127.0.0.1:0"}, "the admin API needs AUTHZ_ADMIN_TOKEN", false},
+		{"short admin token", func(e env) { e["AUTHZ_ADMIN_TOKEN"] = "short" }, nil, "AUTHZ_ADMIN_TOKEN is 5 bytes", false},
+		{"bad registration policy", func(e env) { e["AUTHZ_REGISTRATION"] = "maybe" }, nil, `AUTHZ_REGISTRATION "maybe" must be off, token or open`, false},
+		{"registration token policy without tokens", func(e env) { e["AUTHZ_REGISTRATION"] = "token" }, nil, "AUTHZ_REGISTRATION=token needs AUTHZ_REGISTRATION_TOKENS", false},
+		{"short registration token", func(e env) { e["AUTHZ_REGISTRATION"] = "token"; e["AUTHZ_REGISTRATION_TOKENS"] = "short" }, nil, "AUTHZ_REGISTRATION_TOKENS: token 1 is 5 bytes", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
