@@ -57,6 +57,12 @@ Environment:
   AUTHZ_ADMIN_LISTEN        address of the admin API (default 127.0.0.1:8081; off disables it)
   AUTHZ_ADMIN_TOKEN         bearer token the admin API requires, 32+ bytes
                             (generate one with: openssl rand -base64 48)
+  AUTHZ_REGISTRATION        dynamic client registration: off (default), token or open
+  AUTHZ_REGISTRATION_TOKENS initial access tokens for AUTHZ_REGISTRATION=token, comma-separated
+  AUTHZ_REGISTRATION_SCOPES scopes clients may register for themselves
+                            (default openid profile email offline_access)
+  AUTHZ_JWKS_PRIVATE_NETWORKS
+                            let clients' jwks_uri be on loopback or private addresses (default false)
   AUTHZ_ALLOW_PLAIN_PKCE    accept the plain PKCE method (default false: S256 only)
   AUTHZ_TEMPLATES_DIR       directory of page templates replacing the built-in ones
   AUTHZ_JANITOR_INTERVAL    how often serve deletes expired rows (default 10m; 0 disables)
