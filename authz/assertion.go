@@ -46,6 +46,11 @@ const (
 	jwksFetchTimeout = 5 * time.Second
 	// maxJWKSURIBytes is the most read from a jwks_uri.
 	maxJWKSURIBytes = 64 << 10
+	// maxJWKSFetches is how many jwks_uri fetches may run at once, over
+	// all clients; past it, assertions that need one are refused.
+	maxJWKSFetches = 16
+	// maxJTILength bounds the jti of a client assertion.
+	maxJTILength = 256
 )
 
 // withAssertionChecks puts checkClientAssertion in front of next, and
@@ -61,7 +66,14 @@ func withAssertionChecks(next fosite.ClientAuthenticationStrategy) fosite.Client
 		if err != nil {
 			return nil, err
 		}
-		client, err := next(ctx, r, form)
+		// fosite names the client by client_id, else by the assertion's
+		// sub, and records the jti only once the assertion is verified as
+		// that client's: jtis are kept per client.
+		id := form.Get("client_id")
+		if id == "" {
+			id = assertionSubject(form.Get("client_assertion"))
+		}
+		client, err := next(storage.WithAssertionClient(ctx, id), r, form)
 		return client, assertionError(err, exp, time.Now())
 	}
 }
@@ -76,11 +88,7 @@ func withAssertionChecks(next fosite.ClientAuthenticationStrategy) fosite.Client
 // time.Now, without leeway), made first because fosite reports a failure
 // of them as an unrecognizable error, which its writers turn into a 500.
 func checkClientAssertion(assertion string, now time.Time) (int64, error) {
-	algs := make([]josev4.SignatureAlgorithm, len(supportedAssertionAlgs))
-	for i, a := range supportedAssertionAlgs {
-		algs[i] = josev4.SignatureAlgorithm(a)
-	}
-	tok, err := josejwt.ParseSigned(assertion, algs)
+	tok, err := parseAssertion(assertion)
 	if err != nil {
 		return 0, fosite.ErrInvalidClient.WithWrap(err).WithDebug(err.Error()).WithHintf(
 			"The 'client_assertion' must be a JSON Web Token signed with one of %s.", strings.Join(supportedAssertionAlgs, ", "))
@@ -101,8 +109,70 @@ func checkClientAssertion(assertion string, now time.Time) (int64, error) {
 		return 0, fosite.ErrInvalidClient.WithHint("The 'iat' of the 'client_assertion' is in the future.")
 	case claims.NotBefore != nil && int64(*claims.NotBefore) > sec:
 		return 0, fosite.ErrInvalidClient.WithHint("The 'client_assertion' is not valid yet ('nbf').")
+	case len(claims.ID) > maxJTILength:
+		return 0, fosite.ErrInvalidClient.WithHintf("The 'jti' of the 'client_assertion' must be at most %d bytes.", maxJTILength)
 	}
 	return int64(*claims.Expiry), nil
+}
+
+// parseAssertion parses a client assertion, without verifying it, if it is
+// signed with one of supportedAssertionAlgs.
+func parseAssertion(assertion string) (*josejwt.JSONWebToken, error) {
+	algs := make([]josev4.SignatureAlgorithm, len(supportedAssertionAlgs))
+	for i, a := range supportedAssertionAlgs {
+		algs[i] = josev4.SignatureAlgorithm(a)
+	}
+	return josejwt.ParseSigned(assertion, algs)
+}
+
+// assertionSubject is the unverified sub of an assertion, or "".
+func assertionSubject(assertion string) string {
+	tok, err := parseAssertion(assertion)
+	if err != nil {
+		return ""
+	}
+	var claims josejwt.Claims
+	if tok.UnsafeClaimsWithoutVerification(&claims) != nil {
+		return ""
+	}
+	return claims.Subject
+}
+
+// prefetchClientKeys fetches the jwks_uri of the client a request's
+// assertion names, before the token or revocation endpoint opens its
+// database transaction, so that fosite's own fetch inside it is answered
+// from the cache. A slow or dead jwks_uri then holds no database
+// connection; without this, enough such requests would exhaust the pool
+// and stop the server. It returns invalid_client when the keys cannot be
+// had; anything else is left to fosite.
+func (h *Handler) prefetchClientKeys(ctx context.Context, form url.Values) error {
+	if form.Get("client_assertion_type") != clientAssertionType {
+		return nil
+	}
+	assertion := form.Get("client_assertion")
+	if _, err := checkClientAssertion(assertion, time.Now()); err != nil {
+		return err
+	}
+	tok, err := parseAssertion(assertion)
+	if err != nil {
+		return nil
+	}
+	id := form.Get("client_id")
+	if id == "" {
+		id = assertionSubject(assertion)
+	}
+	c, err := h.store.Client(ctx, id)
+	if err != nil || c.TokenEndpointAuthMethod != "private_key_jwt" || c.JWKSURI == "" || len(c.JWKS) > 0 {
+		return nil // fosite answers, without a fetch
+	}
+	set, err := h.jwks.Resolve(ctx, c.JWKSURI, false)
+	if err != nil {
+		return err
+	}
+	if kid := tok.Headers[0].KeyID; kid != "" && len(set.Key(kid)) == 0 {
+		_, err = h.jwks.Resolve(ctx, c.JWKSURI, true)
+	}
+	return err
 }
 
 // assertionError makes fosite's refusals of an assertion invalid_client, as
@@ -144,6 +214,7 @@ func assertionError(err error, exp int64, now time.Time) error {
 type jwksFetcher struct {
 	client *http.Client
 	now    func() time.Time
+	slots  chan struct{} // one per fetch running; maxJWKSFetches
 
 	mu      sync.Mutex
 	entries map[string]*jwksEntry
@@ -156,6 +227,7 @@ type jwksEntry struct {
 	set         *josev3.JSONWebKeySet // the last set fetched; nil before the first
 	fetchedAt   time.Time             // when set was fetched
 	attemptedAt time.Time             // when the last fetch started
+	err         error                 // why the last fetch failed; nil if it did not
 	call        *jwksCall             // the fetch under way, if any
 }
 
@@ -170,7 +242,7 @@ type jwksCall struct {
 // when set, else a client with a jwksFetchTimeout timeout that connects
 // only to public addresses (unless cfg.JWKSPrivateNetworks); never
 // following redirects.
-func newJWKSFetcher(cfg *Config) fosite.JWKSFetcherStrategy {
+func newJWKSFetcher(cfg *Config) *jwksFetcher {
 	client := &http.Client{Timeout: jwksFetchTimeout, Transport: publicTransport(cfg.JWKSPrivateNetworks)}
 	if cfg.HTTPClient != nil {
 		c := *cfg.HTTPClient
@@ -178,7 +250,7 @@ func newJWKSFetcher(cfg *Config) fosite.JWKSFetcherStrategy {
 		client = &c
 	}
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &jwksFetcher{client: client, now: cfg.now, entries: map[string]*jwksEntry{}}
+	return &jwksFetcher{client: client, now: cfg.now, slots: make(chan struct{}, maxJWKSFetches), entries: map[string]*jwksEntry{}}
 }
 
 // Resolve returns the key set at location. Its errors are invalid_client,
@@ -196,7 +268,7 @@ func (f *jwksFetcher) Resolve(ctx context.Context, location string, ignoreCache 
 		e = &jwksEntry{}
 		f.entries[location] = e
 	}
-	if e.set != nil {
+	if e.set != nil && e.err == nil {
 		fresh := now.Sub(e.fetchedAt) < jwksCacheTTL
 		if (!ignoreCache && fresh) || (ignoreCache && now.Sub(e.attemptedAt) < jwksRefetchInterval) {
 			set := e.set
@@ -204,8 +276,22 @@ func (f *jwksFetcher) Resolve(ctx context.Context, location string, ignoreCache 
 			return set, nil
 		}
 	}
+	// A failure is remembered as long as a forced refetch would be: a
+	// client's server that is down or slow is not asked again by every
+	// request.
+	if e.err != nil && e.call == nil && now.Sub(e.attemptedAt) < jwksRefetchInterval {
+		err := e.err
+		f.mu.Unlock()
+		return nil, err
+	}
 	c := e.call
 	if c == nil {
+		select {
+		case f.slots <- struct{}{}:
+		default:
+			f.mu.Unlock()
+			return nil, fosite.ErrInvalidClient.WithHint("Too many JSON Web Key Sets are being fetched; try again shortly.")
+		}
 		c = &jwksCall{done: make(chan struct{})}
 		e.call = c
 		e.attemptedAt = now
@@ -226,9 +312,11 @@ func (f *jwksFetcher) Resolve(ctx context.Context, location string, ignoreCache 
 // run performs the fetch c and records its result in e.
 func (f *jwksFetcher) run(ctx context.Context, location string, e *jwksEntry, c *jwksCall) {
 	set, err := f.fetch(ctx, location)
+	<-f.slots
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c.set, c.err = set, err
+	e.err = err
 	if err == nil {
 		e.set, e.fetchedAt = set, f.now()
 	}
@@ -317,13 +405,51 @@ func publicTransport(private bool) *http.Transport {
 	return t
 }
 
-// sharedAddressSpace is RFC 6598's carrier-grade NAT range.
-var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
+// nonPublicPrefixes are special-purpose ranges (RFC 6890 and its
+// successors) that IsGlobalUnicast and IsPrivate let through.
+var nonPublicPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),     // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"), // shared address space (CGNAT)
+	netip.MustParsePrefix("192.0.0.0/24"),  // IETF protocol assignments
+	netip.MustParsePrefix("198.18.0.0/15"), // benchmarking
+	netip.MustParsePrefix("240.0.0.0/4"),   // reserved
+	netip.MustParsePrefix("2001::/32"),     // Teredo: reaches IPv4 hosts
+	netip.MustParsePrefix("fec0::/10"),     // site-local
+}
 
-// publicAddr reports whether ip is an address on the public internet.
+// Prefixes of IPv6 addresses that carry an IPv4 address, which decides.
+var (
+	nat64Prefix  = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052: the last 32 bits
+	nat64Local   = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour    = netip.MustParsePrefix("2002::/16") // RFC 3056: bits 16-47
+	v4Compatible = netip.MustParsePrefix("::/96")     // deprecated: the last 32 bits
+)
+
+// publicAddr reports whether ip is an address on the public internet. An
+// IPv6 address that embeds an IPv4 one (NAT64, 6to4) is judged by it, so
+// that 64:ff9b::a9fe:a9fe does not reach 169.254.169.254.
 func publicAddr(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !sharedAddressSpace.Contains(ip)
+	if ip.Is6() {
+		b := ip.As16()
+		switch {
+		case nat64Local.Contains(ip):
+			return false
+		case nat64Prefix.Contains(ip), v4Compatible.Contains(ip):
+			return publicAddr(netip.AddrFrom4([4]byte(b[12:16])))
+		case sixToFour.Contains(ip):
+			return publicAddr(netip.AddrFrom4([4]byte(b[2:6])))
+		}
+	}
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() {
+		return false
+	}
+	for _, p := range nonPublicPrefixes {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseFetchedJWKS checks a fetched key set with go-jose v4 (at least one

@@ -473,8 +473,18 @@ func TestJWKSURIFailures(t *testing.T) {
 			if n := js.count(); n != 1 {
 				t.Fatalf("fetched %d times, want 1", n)
 			}
+			// The failure is remembered for 30 seconds: a broken key server
+			// is not asked again by every request.
 			js.serve(http.StatusOK, good)
+			wantAssertionRefused(t, assert())
+			if n := js.count(); n != 1 {
+				t.Fatalf("fetched %d times within 30 s of a failure, want 1", n)
+			}
+			e.clock.Advance(31 * time.Second)
 			wantAssertionAccepted(t, assert())
+			if n := js.count(); n != 2 {
+				t.Fatalf("fetched %d times, want 2", n)
+			}
 		})
 	}
 
@@ -563,4 +573,61 @@ func TestJWKSURIPrivateAddress(t *testing.T) {
 	if n := accepted.Load(); n != 1 {
 		t.Fatalf("with AUTHZ_JWKS_PRIVATE_NETWORKS the server connected %d times, want 1", n)
 	}
+}
+
+// TestJWKSURIFetchHoldsNoConnection: the token endpoint fetches a client's
+// jwks_uri before it opens its transaction, so a slow key server cannot tie
+// up the database pool (enough such requests would stop every endpoint).
+func TestJWKSURIFetchHoldsNoConnection(t *testing.T) {
+	t.Parallel()
+	key := newECKey(t, "ec-1")
+	js := newJWKSServer(t)
+	release := make(chan struct{})
+	js.handle(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write(publicJWKS(t, key))
+	})
+	e := newEnv(t, fetchingFrom(js))
+	client := e.uriClient(t, js.url(), key.alg)
+
+	done := make(chan tokenResponse, 1)
+	go func() {
+		done <- e.token(t, assertionForm(client.ClientID, key.sign(t, assertionClaims(client.ClientID, e.issuer))), "", "")
+	}()
+	for deadline := time.Now().Add(10 * time.Second); js.count() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the jwks_uri was not fetched within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond) // polling for the fetch to start
+	}
+	if n := e.pool.Stat().AcquiredConns(); n != 0 {
+		t.Errorf("%d database connections held while the jwks_uri is fetched, want 0", n)
+	}
+	close(release)
+	wantAssertionAccepted(t, <-done)
+}
+
+// TestPrivateKeyJWTJTIs: a jti is at most 256 bytes (a long one was a 500
+// from the index), and each client has its own: one client cannot use up
+// another's.
+func TestPrivateKeyJWTJTIs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ka, kb := newECKey(t, "a"), newECKey(t, "b")
+	a, b := e.keyClient(t, ka), e.keyClient(t, kb)
+
+	long := assertionClaims(a.ClientID, e.issuer)
+	long["jti"] = strings.Repeat("x", 8000)
+	wantAssertionRefused(t, e.token(t, assertionForm(a.ClientID, ka.sign(t, long)), "", ""))
+
+	ca, cb := assertionClaims(a.ClientID, e.issuer), assertionClaims(b.ClientID, e.issuer)
+	ca["jti"], cb["jti"] = "predictable-1", "predictable-1"
+	wantAssertionAccepted(t, e.token(t, assertionForm(a.ClientID, ka.sign(t, ca)), "", ""))
+	wantAssertionAccepted(t, e.token(t, assertionForm(b.ClientID, kb.sign(t, cb)), "", ""))
+	cb["exp"] = time.Now().Add(6 * time.Minute).Unix() // a new signature, the same jti
+	wantAssertionRefused(t, e.token(t, assertionForm(b.ClientID, kb.sign(t, cb)), "", ""))
 }

@@ -57,6 +57,7 @@ type Handler struct {
 	provider *fosite.Fosite
 	strategy oauth2.CoreStrategy
 	keys     *keyManager
+	jwks     *jwksFetcher
 	signer   *keySigner
 	pages    *pages
 	log      *slog.Logger
@@ -88,13 +89,15 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 	if err := keys.ensure(ctx); err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
-	provider, strategy := newProvider(&cfg, store, keys)
+	jwks := newJWKSFetcher(&cfg)
+	provider, strategy := newProvider(&cfg, store, keys, jwks)
 	h := &Handler{
 		cfg:      cfg,
 		store:    store,
 		provider: provider,
 		strategy: strategy,
 		keys:     keys,
+		jwks:     jwks,
 		signer:   &keySigner{keys: keys},
 		pages:    p,
 		log:      logger,

@@ -46,7 +46,7 @@ type strategy struct {
 
 // newProvider composes fosite from an explicit list of the grants we
 // support; nothing is enabled that is not listed here.
-func newProvider(cfg *Config, store *storage.Store, keys *keyManager) (*fosite.Fosite, oauth2.CoreStrategy) {
+func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosite.JWKSFetcherStrategy) (*fosite.Fosite, oauth2.CoreStrategy) {
 	fc := &fositeConfig{Config: &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenLifespan,
 		RefreshTokenLifespan:           cfg.RefreshTokenLifespan,
@@ -67,7 +67,7 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager) (*fosite.F
 		AccessTokenIssuer:   cfg.Issuer,
 		IDTokenIssuer:       cfg.Issuer,
 		AllowedPromptValues: []string{"none", "login", "consent", "select_account"},
-		JWKSFetcherStrategy: newJWKSFetcher(cfg),
+		JWKSFetcherStrategy: jwks,
 	}}
 	signer := &keySigner{keys: keys}
 	s := &strategy{

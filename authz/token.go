@@ -31,6 +31,10 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 		h.writeAccessError(r.Context(), w, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed."))
 		return
 	}
+	if err := h.prefetchClientKeys(r.Context(), r.PostForm); err != nil {
+		h.writeAccessError(r.Context(), w, nil, err)
+		return
+	}
 	ctx, err := h.store.BeginTX(storage.WithRequestStart(r.Context(), start))
 	if err != nil {
 		h.writeAccessError(r.Context(), w, nil, fosite.ErrServerError.WithWrap(err))
@@ -206,6 +210,11 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseMultipartForm(maxFormBytes); err != nil && !errors.Is(err, http.ErrNotMultipart) {
 		h.provider.WriteRevocationResponse(r.Context(), w, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed."))
+		return
+	}
+	if err := h.prefetchClientKeys(r.Context(), r.PostForm); err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="authz", error="invalid_client"`)
+		h.provider.WriteRevocationResponse(r.Context(), w, err)
 		return
 	}
 	ctx, err := h.store.BeginTX(r.Context())

@@ -329,13 +329,29 @@ func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 	return c, nil
 }
 
+type assertionClientKey struct{}
+
+// WithAssertionClient names the client whose assertion's jti the store is
+// asked about. jtis are kept per client, so one client cannot use up the
+// jtis of another; without a client in ctx they share one namespace.
+func WithAssertionClient(ctx context.Context, clientID string) context.Context {
+	return context.WithValue(ctx, assertionClientKey{}, clientID)
+}
+
+// jtiKey is what client_assertion_jtis holds for a jti: the SHA-256 of the
+// client id and the jti, so a row has a fixed size whatever the jti.
+func jtiKey(ctx context.Context, jti string) string {
+	client, _ := ctx.Value(assertionClientKey{}).(string)
+	return hashKey(client + "\x00" + jti)
+}
+
 // ClientAssertionJWTValid reports fosite.ErrJTIKnown when a client assertion
 // with this jti was seen and has not expired yet.
 func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 	var known bool
 	err := s.db(ctx).QueryRow(ctx,
 		`SELECT EXISTS (SELECT 1 FROM client_assertion_jtis WHERE jti = $1 AND expires_at > $2)`,
-		jti, s.now().UTC()).Scan(&known)
+		jtiKey(ctx, jti), s.now().UTC()).Scan(&known)
 	if err != nil {
 		return translate("check assertion jti", err)
 	}
@@ -351,7 +367,7 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 	tag, err := s.db(ctx).Exec(ctx, `
 		INSERT INTO client_assertion_jtis (jti, expires_at) VALUES ($1, $2)
 		ON CONFLICT (jti) DO UPDATE SET expires_at = EXCLUDED.expires_at
-		WHERE client_assertion_jtis.expires_at <= $3`, jti, exp.UTC(), s.now().UTC())
+		WHERE client_assertion_jtis.expires_at <= $3`, jtiKey(ctx, jti), exp.UTC(), s.now().UTC())
 	if err != nil {
 		return translate("record assertion jti", err)
 	}
