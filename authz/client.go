@@ -134,6 +134,16 @@ func (m *ClientMetadata) Normalize() {
 	if string(m.JWKS) == "null" {
 		m.JWKS = nil
 	}
+	// Keep the key set as go-jose reads it: members it does not know (and
+	// whatever bytes they hold) are not stored.
+	if len(m.JWKS) > 0 && len(m.JWKS) <= maxJWKSBytes {
+		var set josev4.JSONWebKeySet
+		if json.Unmarshal(m.JWKS, &set) == nil {
+			if b, err := json.Marshal(set); err == nil {
+				m.JWKS = b
+			}
+		}
+	}
 	m.Scope = strings.Join(strings.Fields(m.Scope), " ")
 	// RFC 7591 2 lets the server pick default scopes. A sign-in client with
 	// none could ask for nothing at all, so it gets the OpenID Connect ones.
@@ -326,6 +336,9 @@ func parseClientJWKS(raw json.RawMessage) ([]josev4.JSONWebKey, error) {
 	if len(raw) > maxJWKSBytes {
 		return nil, invalidMetadata("jwks is larger than %d bytes", maxJWKSBytes)
 	}
+	if !utf8.Valid(raw) {
+		return nil, invalidMetadata("jwks is not valid UTF-8")
+	}
 	var set josev4.JSONWebKeySet
 	if err := json.Unmarshal(raw, &set); err != nil {
 		return nil, invalidMetadata("jwks is not a JSON Web Key Set: %v", err)
@@ -340,6 +353,9 @@ func parseClientJWKS(raw json.RawMessage) ([]josev4.JSONWebKey, error) {
 		}
 		if !k.IsPublic() {
 			return nil, invalidMetadata("jwks key %d is a private or symmetric key; register only public keys", i+1)
+		}
+		if strings.ContainsFunc(k.KeyID+k.Use+k.Algorithm, unicode.IsControl) {
+			return nil, invalidMetadata("jwks key %d has control characters in its kid, use or alg", i+1)
 		}
 		if k.Use == "" || k.Use == "sig" {
 			signing = append(signing, k)

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -73,6 +74,14 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		h.pages.renderError(w, http.StatusOK, errorPage{Title: "You are still signed in", Message: "Nothing was changed."})
 	case action == "logout", user == nil, lr.hintSubject != "" && lr.hintSubject == user.ID:
 		if !h.endSession(w, r) {
+			return
+		}
+		if lr.target != nil && lr.client != nil && lr.client.RegistrationTokenHash != "" {
+			// A client that registered itself chose this address itself:
+			// following it unasked would make us an open redirector for
+			// anyone who registers (RFC 9700 4.11.2). Offer it instead.
+			h.pages.renderLoggedOut(w, http.StatusOK, loggedOutPage{
+				ContinueURL: template.URL(lr.target.String()), ContinueName: clientName(lr.client)})
 			return
 		}
 		if lr.target != nil {

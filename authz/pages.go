@@ -63,8 +63,14 @@ type logoutPage struct {
 	ClientName string // optional: which app asks to sign you out
 }
 
-// loggedOutPage is the data of loggedout.html.
-type loggedOutPage struct{}
+// loggedOutPage is the data of loggedout.html. ContinueURL, when set, is
+// a registered post_logout_redirect_uri offered as a link rather than
+// followed; it was checked against the client's registration (absolute,
+// no script schemes), so it may be a native app's private-use scheme.
+type loggedOutPage struct {
+	ContinueURL  template.URL
+	ContinueName string // the client's name
+}
 
 // Template file names. Every page is parsed together with pageLayoutFile,
 // which defines "layout" (executed) and "formstate"; a page defines "title"
@@ -97,7 +103,7 @@ var pageFiles = []struct {
 	}},
 	{pageErrorFile, errorPage{Title: "t", Message: "m", Code: "c"}},
 	{pageLogoutFile, logoutPage{Action: "/", CSRFToken: "t", Hidden: []hiddenField{{"k", "v"}}, ClientName: "App"}},
-	{pageLoggedOutFile, loggedOutPage{}},
+	{pageLoggedOutFile, loggedOutPage{ContinueURL: "https://app.example/bye", ContinueName: "App"}},
 }
 
 // pageFormReserved are the form field names the pages set themselves; a

@@ -779,3 +779,57 @@ func TestRegisteredPrivateKeyJWTClientFlow(t *testing.T) {
 		t.Fatalf("introspection authenticated by a fresh assertion: %s", r)
 	}
 }
+
+// TestRegistrationJWKSBytes: a key set holding what PostgreSQL's jsonb
+// cannot store (a NUL) was a 500; a NUL in a key's kid is refused, and
+// members go-jose does not know are not stored at all.
+func TestRegistrationJWKSBytes(t *testing.T) {
+	t.Parallel()
+	e := dcrEnv(t, authz.RegistrationOpen)
+	key := newECKey(t, "k1")
+	jwk, err := json.Marshal(key.public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMember := func(member string) string {
+		return `{"client_name": "Keys", "redirect_uris": ["` + appCallback + `"], "token_endpoint_auth_method": "private_key_jwt",
+			"jwks": {"keys": [` + strings.TrimSuffix(string(jwk), "}") + `, ` + member + `}]}}`
+	}
+	r := e.dcrCall(t, http.MethodPost, "/oauth2/register", "", strings.Replace(withMember(`"note": 1`), `"kid":"k1"`, `"kid":"k\u0000"`, 1))
+	wantRegError(t, r, http.StatusBadRequest, "invalid_client_metadata", "control characters")
+
+	m := dcrClient(t, e.dcrCall(t, http.MethodPost, "/oauth2/register", "", withMember(`"note": "\u0000"`)), http.StatusCreated)
+	if strings.Contains(string(m.JWKS), `"note"`) {
+		t.Errorf("an unknown key member was stored: %s", m.JWKS)
+	}
+	// The client authenticates with the key it registered.
+	c := assertionClaims(m.ClientID, e.issuer)
+	resp, body := postForm(t, e.url("/oauth2/revoke"), url.Values{
+		"token": {"unknown"}, "client_id": {m.ClientID},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {key.sign(t, c)},
+	}, "", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("revoke with the registered key: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestRegisteredClientLogoutRedirect: after logout, a self-registered
+// client's post_logout_redirect_uri is offered as a link, not followed, so
+// that open registration does not make the server an open redirector.
+func TestRegisteredClientLogoutRedirect(t *testing.T) {
+	t.Parallel()
+	e := dcrEnv(t, authz.RegistrationOpen)
+	m := e.dcrRegister(t, "", map[string]any{
+		"client_name": "Phisher", "redirect_uris": []string{"https://evil.example/cb"},
+		"post_logout_redirect_uris": []string{"https://evil.example/phish"}, "token_endpoint_auth_method": "none",
+	})
+	p := newBrowser(t).get(logoutURL(e, map[string]string{
+		"client_id": m.ClientID, "post_logout_redirect_uri": "https://evil.example/phish", "state": "s1",
+	}))
+	if p.status != http.StatusOK {
+		t.Fatalf("logout for a self-registered client: %d, want the signed-out page (Location %q)", p.status, p.header.Get("Location"))
+	}
+	if !strings.Contains(p.body, `href="https://evil.example/phish?state=s1"`) || !strings.Contains(p.body, "Continue to Phisher") {
+		t.Errorf("the signed-out page does not offer the client's address:\n%s", p.body)
+	}
+}
