@@ -68,6 +68,17 @@ type Config struct {
 	// probe its own network.
 	JWKSPrivateNetworks bool
 
+	// RequestTimeout bounds each request's database work: a database that
+	// is down or stalled gives a prompt 503, never a hang, and a
+	// transaction that could not commit in time rolls back. It must stay
+	// below the HTTP server's write timeout.
+	RequestTimeout time.Duration
+	// RefreshReuseWindow is how long after a refresh token was rotated a
+	// second use of it counts as two tabs refreshing at once: refused with
+	// invalid_grant, the family spared. After it, reuse revokes the family.
+	// 0 is strict RFC 9700 4.14.2: every reuse revokes.
+	RefreshReuseWindow time.Duration
+
 	// Now is the clock; tests move it. Nil means time.Now.
 	Now func() time.Time
 }
@@ -90,7 +101,14 @@ const (
 	DefaultIDTokenLifespan       = time.Hour
 	DefaultLoginSessionLifespan  = 24 * time.Hour
 	DefaultClientSecretGrace     = 24 * time.Hour
+	DefaultRequestTimeout        = 5 * time.Second
+	DefaultRefreshReuseWindow    = 2 * time.Second
 )
+
+// MaxRequestTimeout is the longest RequestTimeout accepted: the HTTP
+// server's write timeout is longer, so a request that gives up can still
+// send its 503.
+const MaxRequestTimeout = 25 * time.Second
 
 // MinSecretLength is the shortest system secret accepted, in bytes.
 const MinSecretLength = 32
@@ -112,6 +130,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Registration:          strings.ToLower(strings.TrimSpace(getenv("AUTHZ_REGISTRATION"))),
 		RegistrationScopes:    strings.Fields(DefaultClientScope),
 		ClientSecretGrace:     DefaultClientSecretGrace,
+		RequestTimeout:        DefaultRequestTimeout,
+		RefreshReuseWindow:    DefaultRefreshReuseWindow,
 	}
 	if c.AdminListen == "" {
 		c.AdminListen = DefaultAdminListen
@@ -151,6 +171,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_LOGIN_SESSION_LIFESPAN", &c.LoginSessionLifespan},
 		{"AUTHZ_CONSENT_LIFESPAN", &c.ConsentLifespan},
 		{"AUTHZ_CLIENT_SECRET_GRACE", &c.ClientSecretGrace},
+		{"AUTHZ_REQUEST_TIMEOUT", &c.RequestTimeout},
+		{"AUTHZ_REFRESH_REUSE_WINDOW", &c.RefreshReuseWindow},
 	}
 	for _, d := range durations {
 		v := getenv(d.name)
@@ -243,6 +265,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ClientSecretGrace < 0 {
 		return fmt.Errorf("AUTHZ_CLIENT_SECRET_GRACE %s must not be negative", c.ClientSecretGrace)
+	}
+	if c.RequestTimeout <= 0 || c.RequestTimeout > MaxRequestTimeout {
+		return fmt.Errorf("AUTHZ_REQUEST_TIMEOUT %s must be positive and at most %s", c.RequestTimeout, MaxRequestTimeout)
+	}
+	if c.RefreshReuseWindow < 0 || c.RefreshReuseWindow > time.Minute {
+		return fmt.Errorf("AUTHZ_REFRESH_REUSE_WINDOW %s must be between 0 (strict) and 1m", c.RefreshReuseWindow)
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < MinSecretLength {
 		return fmt.Errorf("AUTHZ_ADMIN_TOKEN is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48)", len(c.AdminToken), MinSecretLength)
