@@ -83,7 +83,8 @@ func NewAdmin(cfg Config, store *storage.Store, logger *slog.Logger) (http.Handl
 	}
 	// The log comes first, so that a request whose panic was recovered
 	// has its line too.
-	return chain(a.routes(), a.logRequests, a.recoverPanics, a.authenticate), nil
+	return chain(a.routes(), accessLog(a.log, "admin request"), a.recoverPanics, a.authenticate,
+		guardDatabase(cfg.RequestTimeout, writeUnavailable)), nil
 }
 
 // adminMethods routes one path by method, answering others with 405 and
@@ -133,6 +134,7 @@ func (a *admin) routes() http.Handler {
 // writes are refused either way: nothing legitimate sends them.
 func (a *admin) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if a.noToken {
 			if !adminLoopbackHost(r.Host) {
 				writeAPIError(w, r, a.log, &apiError{Status: http.StatusForbidden, Code: "forbidden",
@@ -195,24 +197,6 @@ func (a *admin) recoverPanics(next http.Handler) http.Handler {
 			}
 		}()
 		next.ServeHTTP(w, r)
-	})
-}
-
-// logRequests logs one line per request: never a body or a query string.
-func (a *admin) logRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		id := newRequestID()
-		w.Header().Set("X-Request-Id", id)
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		level := slog.LevelInfo
-		if rec.status >= 500 {
-			level = slog.LevelError
-		}
-		a.log.Log(r.Context(), level, "admin request", "id", id, "method", r.Method, "path", r.URL.Path,
-			"status", rec.status, "duration_ms", time.Since(start).Milliseconds())
 	})
 }
 

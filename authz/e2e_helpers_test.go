@@ -44,7 +44,7 @@ type envOption func(*authz.Config)
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	dbURL := pgtest.NewDatabase(t)
-	pool, err := pgxpool.New(context.Background(), dbURL)
+	pool, err := storage.NewPool(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}

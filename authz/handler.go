@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -76,6 +77,9 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if !storage.Instrumented(store.Pool()) {
+		return nil, errors.New("the database pool was not made with storage.PoolConfig: database failures could not be told from client errors")
 	}
 	issuer, _ := url.Parse(cfg.Issuer) // Validate parsed it
 	p, err := loadPages(cfg.TemplatesDir, issuer.Path)
@@ -170,7 +174,9 @@ func (h *Handler) routes() http.Handler {
 	})
 
 	// Outermost first, in the order a request meets them.
-	return chain(r, h.recoverPanics, h.logRequests, h.securityHeaders)
+	issuer, _ := url.Parse(h.cfg.Issuer) // Validate parsed it
+	return chain(r, h.recoverPanics, accessLog(h.log, "request"), refuseForeignTarget(issuer.Host), h.securityHeaders,
+		guardDatabase(h.cfg.RequestTimeout, h.unavailable))
 }
 
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
@@ -228,8 +234,6 @@ func (h *Handler) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-type requestIDKey struct{}
-
 // statusRecorder remembers the status a handler wrote, for the access log.
 type statusRecorder struct {
 	http.ResponseWriter
@@ -257,24 +261,6 @@ func newRequestID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// logRequests gives every request an id (echoed in X-Request-Id) and logs
-// one line for it. Only the path is logged: query strings carry codes.
-func (h *Handler) logRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		id := newRequestID()
-		w.Header().Set("X-Request-Id", id)
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
-		level := slog.LevelInfo
-		if rec.status >= 500 {
-			level = slog.LevelError
-		}
-		h.log.Log(r.Context(), level, "request", "id", id, "method", r.Method, "path", r.URL.Path,
-			"status", rec.status, "duration_ms", time.Since(start).Milliseconds())
-	})
 }
 
 // securityHeaders: pages cannot be framed, load nothing from elsewhere and

@@ -60,7 +60,7 @@ type keyEnv struct {
 
 func newKeyEnv(t *testing.T) *keyEnv {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), pgtest.NewDatabase(t))
+	pool, err := storage.NewPool(t.Context(), pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,7 +537,7 @@ func TestKeyServeJWKS(t *testing.T) {
 	}
 
 	// The database is gone: a 500 with a JSON body, and the cause logged.
-	closed, err := pgxpool.New(t.Context(), e.pool.Config().ConnString())
+	closed, err := storage.NewPool(t.Context(), e.pool.Config().ConnString())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1073,11 +1073,11 @@ func TestRefreshReuse(t *testing.T) {
 
 		// Right after its rotation a reused token is refused as a
 		// concurrent refresh (two tabs), and the family lives on.
-		wantOAuthError(t, e.tokenAs(t, c, refreshForm(r2.RefreshToken)), http.StatusBadRequest, "invalid_request")
+		wantOAuthError(t, e.tokenAs(t, c, refreshForm(r2.RefreshToken)), http.StatusBadRequest, "invalid_grant")
 		wantActive(t, e, f.rs, r3.AccessToken, true, "newest access token after a concurrent-looking reuse")
 
 		// Later it is a replay: the whole family is revoked.
-		e.clock.Advance(storage.ConcurrentRefreshWindow + time.Second)
+		e.clock.Advance(authz.DefaultRefreshReuseWindow + time.Second)
 		wantOAuthError(t, e.tokenAs(t, c, refreshForm(r1.RefreshToken)), http.StatusBadRequest, "invalid_grant")
 		wantActive(t, e, f.rs, r3.AccessToken, false, c.TokenEndpointAuthMethod+": after reuse, newest access token")
 		if c.TokenEndpointAuthMethod != "none" { // a public client cannot introspect

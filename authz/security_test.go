@@ -110,7 +110,7 @@ func TestSecuritySlowBodyHoldsNoConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg.MaxConns = maxConns
-			pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+			pool, err := pgxpool.NewWithConfig(context.Background(), storage.PoolConfig(cfg))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -35,7 +35,7 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 		h.writeAccessError(r.Context(), w, nil, err)
 		return
 	}
-	ctx, err := h.store.BeginTX(storage.WithRequestStart(r.Context(), start))
+	ctx, err := h.store.BeginTX(storage.WithRefreshReuse(r.Context(), start, h.cfg.RefreshReuseWindow))
 	if err != nil {
 		h.writeAccessError(r.Context(), w, nil, fosite.ErrServerError.WithWrap(err))
 		return
@@ -61,11 +61,14 @@ func (h *Handler) exchange(ctx context.Context, r *http.Request) (fosite.AccessR
 			return ar, nil, fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt)
 		}
 		if errors.Is(err, storage.ErrConcurrentRefresh) {
-			return ar, nil, fosite.ErrInvalidRequest.WithWrap(err).WithHint("The refresh token was rotated by a concurrent request.")
+			return ar, nil, concurrentRefresh(err)
 		}
 		return ar, nil, h.spendCode(ctx, ar, err)
 	}
 	resp, err := h.provider.NewAccessResponse(ctx, ar)
+	if errors.Is(err, storage.ErrConcurrentRefresh) {
+		return ar, nil, concurrentRefresh(err)
+	}
 	if err != nil && !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		return ar, nil, h.spendCode(ctx, ar, err)
 	}
@@ -82,6 +85,14 @@ func (h *Handler) exchange(ctx context.Context, r *http.Request) (fosite.AccessR
 		return ar, nil, fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
 	}
 	return ar, resp, err
+}
+
+// concurrentRefresh answers a refresh token that another request rotated
+// moments ago, within AUTHZ_REFRESH_REUSE_WINDOW or while this request was
+// under way: the grant is no longer valid (RFC 6749 5.2), but the family is
+// spared, since two tabs of one app refreshing at once look just like this.
+func concurrentRefresh(err error) error {
+	return fosite.ErrInvalidGrant.WithWrap(err).WithHint("The refresh token was already rotated by another request moments ago; use the refresh token that request received.")
 }
 
 // spendCode makes a failed code exchange by the code's own client use the

@@ -258,30 +258,33 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, access
 	return s.createRequest(ctx, refreshTable, signature, r, "access_signature", accessSignature)
 }
 
-// ErrConcurrentRefresh is returned for a refresh token that another request
-// rotated while this one was under way. That is two tabs of one app
-// refreshing at once, not a replay: the request fails and the family lives.
-var ErrConcurrentRefresh = errors.New("the refresh token was rotated by a concurrent request")
+// ErrConcurrentRefresh is returned for a refresh token that was rotated
+// within the request's reuse window (WithRefreshReuse): most likely two tabs
+// of one app refreshing at once rather than a replay. The request fails
+// and the family lives.
+var ErrConcurrentRefresh = errors.New("the refresh token was rotated moments ago by another request")
 
-// ConcurrentRefreshWindow is how long after a request started a rotation of
-// the token it presents still counts as concurrent with it. It covers the
-// time between the rotating request's UPDATE and its commit, and clock
-// differences between replicas. A replay within the window is refused but
-// does not revoke the family; one after it does.
-const ConcurrentRefreshWindow = 2 * time.Second
+type refreshReuseKey struct{}
 
-type requestStartKey struct{}
+type refreshReuse struct {
+	start  time.Time
+	window time.Duration
+}
 
-// WithRequestStart records when the request that ctx belongs to arrived.
-// GetRefreshTokenSession uses it to tell a concurrent refresh from reuse.
-func WithRequestStart(ctx context.Context, t time.Time) context.Context {
-	return context.WithValue(ctx, requestStartKey{}, t)
+// WithRefreshReuse records when the request that ctx belongs to arrived
+// and how long after a rotation a reuse of the rotated token still counts
+// as concurrent with it. The window covers the time between the rotating
+// request's UPDATE and its commit, and clock differences between replicas.
+// Without it, or with a zero window, every reuse revokes the family
+// (RFC 9700 4.14.2).
+func WithRefreshReuse(ctx context.Context, start time.Time, window time.Duration) context.Context {
+	return context.WithValue(ctx, refreshReuseKey{}, refreshReuse{start, window})
 }
 
 // GetRefreshTokenSession returns the request of a refresh token. A rotated or
 // revoked token returns the request and fosite.ErrInactiveToken, so reuse
-// revokes the whole family; one rotated after this request started returns
-// ErrConcurrentRefresh instead.
+// revokes the whole family; one rotated within the reuse window before this
+// request started (WithRefreshReuse) returns ErrConcurrentRefresh instead.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
 	row, err := s.getRow(ctx, refreshTable, signature)
 	if err != nil {
@@ -292,8 +295,8 @@ func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, se
 		return nil, fmt.Errorf("get %s: %w", refreshTable, err)
 	}
 	if !row.Active {
-		start, ok := ctx.Value(requestStartKey{}).(time.Time)
-		if ok && row.RotatedAt != nil && row.RotatedAt.Add(ConcurrentRefreshWindow).After(start) {
+		reuse, ok := ctx.Value(refreshReuseKey{}).(refreshReuse)
+		if ok && reuse.window > 0 && row.RotatedAt != nil && row.RotatedAt.Add(reuse.window).After(reuse.start) {
 			return nil, ErrConcurrentRefresh
 		}
 		return req, fosite.ErrInactiveToken
@@ -316,7 +319,8 @@ func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error 
 // RotateRefreshToken retires the refresh token being used and the access
 // tokens of its grant. The first statement is conditional: of several
 // concurrent refreshes with one token exactly one gets past it; the others
-// get fosite.ErrSerializationFailure and their transaction rolls back.
+// get ErrConcurrentRefresh (and fosite.ErrSerializationFailure, which fosite
+// knows) and their transaction rolls back.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	db := s.db(ctx)
 	tag, err := db.Exec(ctx,
@@ -326,7 +330,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 		return translate("rotate refresh token", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("rotate refresh token: already rotated: %w", fosite.ErrSerializationFailure)
+		return fmt.Errorf("rotate refresh token: already rotated: %w: %w", ErrConcurrentRefresh, fosite.ErrSerializationFailure)
 	}
 	if err := s.RevokeRefreshToken(ctx, requestID); err != nil {
 		return err

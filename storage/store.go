@@ -78,12 +78,40 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if outer, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
 		tx, err = outer.Begin(ctx)
 	} else {
-		tx, err = s.pool.Begin(ctx)
+		tx, err = s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginQuery(ctx)})
 	}
 	if err != nil {
-		return ctx, fmt.Errorf("begin transaction: %w", err)
+		return ctx, translate("begin transaction", err)
 	}
 	return context.WithValue(ctx, txKey{}, tx), nil
+}
+
+// commitMargin is how long before its request's deadline a transaction
+// must have committed: the time the commit's acknowledgement may take to
+// come back. A commit the server reaches later fails (migrations/006).
+const commitMargin = 250 * time.Millisecond
+
+// beginQuery starts a transaction bounded by ctx's deadline on the server's
+// side too: its statements and lock waits end with the deadline, and a
+// commit the server reaches after it fails, so a database that stalls and
+// resumes never commits work for a request that has already answered 503.
+// All of it is one round trip.
+func beginQuery(ctx context.Context) string {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return "" // pgx's plain BEGIN
+	}
+	left := time.Until(deadline).Milliseconds()
+	if left < 1 {
+		left = 1
+	}
+	commitBy := left - commitMargin.Milliseconds()
+	if commitBy < 1 {
+		commitBy = 1
+	}
+	return fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d; "+
+		"SELECT set_config('authz.commit_by', (clock_timestamp() + interval '%d milliseconds')::text, true)",
+		left, left, commitBy)
 }
 
 // Commit commits the transaction carried by ctx.
@@ -91,6 +119,12 @@ func (s *Store) Commit(ctx context.Context) error {
 	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
 	if !ok {
 		return errors.New("commit: no transaction in context")
+	}
+	// A request that met a database failure answers 503: nothing of what
+	// it did may persist, not even what a savepoint kept.
+	if err := faultOf(ctx); err != nil {
+		_ = s.Rollback(ctx)
+		return fmt.Errorf("commit: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return translate("commit", err)
@@ -149,8 +183,11 @@ func translate(op string, err error) error {
 			// cannot name a row.
 			return fmt.Errorf("%s: %w", op, fosite.ErrNotFound)
 		case pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected:
-			return fmt.Errorf("%s: %w", op, fosite.ErrSerializationFailure.WithWrap(err))
+			return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, fosite.ErrSerializationFailure.WithWrap(err))
 		}
+	}
+	if Unavailable(err) {
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

@@ -64,7 +64,7 @@ func (c *cli) openPool(ctx context.Context, flagValue string) (*pgxpool.Pool, er
 	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
 		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "30000"
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.NewWithConfig(ctx, storage.PoolConfig(cfg))
 	if err != nil {
 		return nil, unreachable(ctx, cfg.ConnConfig.Config, err)
 	}

@@ -27,7 +27,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -109,7 +108,7 @@ type Authz struct {
 // time.Now); opts change its configuration.
 func StartAuthz(t testing.TB, now func() time.Time, opts ...func(*authz.Config)) *Authz {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), pgtest.NewDatabase(t))
+	pool, err := storage.NewPool(context.Background(), pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

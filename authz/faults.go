@@ -1,0 +1,201 @@
+package authz
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/authz/authz/storage"
+)
+
+// Faults are told truthfully. Every request's database work runs under
+// Config.RequestTimeout; the pool's tracer records any database failure in
+// the request's context (storage.FaultRecorder), whichever path the query
+// took and whether or not fosite passed the error on; and this boundary
+// turns a request that met one into a 503 temporarily_unavailable with
+// Retry-After. Nothing such a request did is committed (storage.Store.Commit
+// refuses), so a 503 never hides work done, a 2xx never claims work not
+// done, and a 4xx never blames the client for the server's failure.
+
+// retryAfterSeconds is what a 503 asks clients to wait before retrying.
+const retryAfterSeconds = "5"
+
+// requestNote is what the access log learns about a request from the
+// layers inside it.
+type requestNote struct {
+	id    string
+	cause error // why the request failed on the server's side
+}
+
+type requestNoteKey struct{}
+
+func noteOf(ctx context.Context) *requestNote {
+	n, _ := ctx.Value(requestNoteKey{}).(*requestNote)
+	return n
+}
+
+// requestID returns the id the access log gave the request, or "".
+func requestID(ctx context.Context) string {
+	if n := noteOf(ctx); n != nil {
+		return n.id
+	}
+	return ""
+}
+
+// accessLog gives every request an id (echoed in X-Request-Id) and logs one
+// line for it, msg, with the cause of a server-side failure. Only the path
+// is logged: query strings carry codes. A client that hung up is not a
+// server error: it is logged at info, as such, whatever was answered.
+func accessLog(log *slog.Logger, msg string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			note := &requestNote{id: newRequestID()}
+			w.Header().Set("X-Request-Id", note.id)
+			rec := &statusRecorder{ResponseWriter: w}
+			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestNoteKey{}, note)))
+			attrs := []any{"id", note.id, "method", r.Method, "path", r.URL.Path,
+				"status", rec.status, "duration_ms", time.Since(start).Milliseconds()}
+			switch {
+			case r.Context().Err() != nil:
+				log.Info(msg+": the client went away", append(attrs, "client_gone", true)...)
+			case rec.status >= 500:
+				if note.cause != nil {
+					attrs = append(attrs, "cause", note.cause.Error())
+				}
+				log.Error(msg, attrs...)
+			default:
+				log.Info(msg, attrs...)
+			}
+		})
+	}
+}
+
+// guardDatabase bounds the request's database work by timeout and answers
+// with unavailable instead of whatever the handler wrote when the database
+// failed the request.
+func guardDatabase(timeout time.Duration, unavailable func(http.ResponseWriter, *http.Request)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if timeout <= 0 {
+				timeout = DefaultRequestTimeout
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			defer cancel()
+			ctx, faults := storage.WithFaultRecorder(ctx)
+			r = r.WithContext(ctx)
+			fw := &faultWriter{ResponseWriter: w, r: r, faults: faults, answer: unavailable}
+			next.ServeHTTP(fw, r)
+			fw.decide(0)
+		})
+	}
+}
+
+// faultWriter holds back the handler's answer until its first byte, then
+// lets it through, or replaces it when a database failure was recorded.
+type faultWriter struct {
+	http.ResponseWriter
+	r        *http.Request
+	faults   *storage.FaultRecorder
+	answer   func(http.ResponseWriter, *http.Request)
+	decided  bool
+	replaced bool
+}
+
+// decide is called with the status the handler is about to write (0 when
+// it wrote none). A 503 of the handler's own stands: it already tells the
+// truth, in its own words.
+func (f *faultWriter) decide(status int) {
+	if f.decided {
+		return
+	}
+	f.decided = true
+	err := f.faults.Err()
+	if err == nil || status == http.StatusServiceUnavailable {
+		return
+	}
+	f.replaced = true
+	if n := noteOf(f.r.Context()); n != nil && n.cause == nil {
+		n.cause = err
+	}
+	h := f.ResponseWriter.Header()
+	for _, k := range []string{"Set-Cookie", "Location", "Content-Type", "Content-Length", "Content-Encoding", "WWW-Authenticate", "Cache-Control", "Pragma", "Vary"} {
+		h.Del(k)
+	}
+	f.answer(f.ResponseWriter, f.r)
+}
+
+func (f *faultWriter) WriteHeader(code int) {
+	if code < 200 { // informational: the real answer is still to come
+		f.ResponseWriter.WriteHeader(code)
+		return
+	}
+	f.decide(code)
+	if !f.replaced {
+		f.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (f *faultWriter) Write(b []byte) (int, error) {
+	f.decide(http.StatusOK)
+	if f.replaced {
+		return len(b), nil
+	}
+	return f.ResponseWriter.Write(b)
+}
+
+func (f *faultWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// writeUnavailable is the 503 of machine endpoints (RFC 6749 4.1.2.1's
+// temporarily_unavailable; RFC 7009 2.2.1 for revocation).
+func writeUnavailable(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json;charset=UTF-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Retry-After", retryAfterSeconds)
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The authorization server cannot reach its database right now; nothing was changed. Retry later."}` + "\n"))
+}
+
+// unavailable answers a request the database failed: a page for what a
+// person sees in a browser, JSON for machines.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request) {
+	if !h.browserPath(r.URL.Path) {
+		writeUnavailable(w, r)
+		return
+	}
+	w.Header().Set("Retry-After", retryAfterSeconds)
+	w.Header().Set("Cache-Control", "no-store")
+	h.pages.renderError(w, http.StatusServiceUnavailable, errorPage{
+		Title:   "Temporarily unavailable",
+		Message: "Sign-in is unavailable for a moment. Nothing is wrong with your account or the app: please wait a few seconds and try again.",
+		Code:    "temporarily_unavailable",
+	})
+}
+
+// browserPath reports whether people, not programs, load path: the pages
+// of the authorize flow and logout.
+func (h *Handler) browserPath(path string) bool {
+	path = strings.TrimPrefix(path, h.base)
+	return path == "/oauth2/authorize" || path == "/oauth2/logout" || path == "/" || path == ""
+}
+
+// refuseForeignTarget refuses a request whose target is in absolute form
+// (GET http://host/path) for a host other than the issuer's: such a
+// request is no browser's, and the router would otherwise redirect it to
+// a cleaned URL on that host.
+func refuseForeignTarget(issuerHost string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.IsAbs() && !strings.EqualFold(r.URL.Host, issuerHost) {
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte("the request target names another host\n"))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
