@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 )
 
 // ErrUnavailable marks a failure of the database rather than of the request:
@@ -44,19 +46,14 @@ func Unavailable(err error) bool {
 		// before the client switched to the new primary.
 		return pgErr.Code == "25006"
 	}
-	var netErr net.Error
-	if errors.As(err, &netErr) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
-		return true
-	}
-	var connectErr *pgconn.ConnectError
-	if errors.As(err, &connectErr) {
-		return true
-	}
-	// What is left without a PostgreSQL error code is the connection
-	// failing under us: an unexpected EOF, a closed pool or connection,
-	// a conn busy after a broken read.
-	return !errors.Is(err, pgx.ErrNoRows) && !errors.Is(err, pgx.ErrTxClosed) &&
-		!errors.As(err, new(*pgconn.PrepareError)) && !errors.As(err, new(pgx.ScanArgError))
+	var (
+		netErr     net.Error
+		connectErr *pgconn.ConnectError
+	)
+	// The connection failing under us: refused, reset, timed out, cut
+	// (EOF), or the pool closed.
+	return errors.As(err, &netErr) || errors.As(err, &connectErr) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, puddle.ErrClosedPool)
 }
 
 // FaultRecorder remembers the first database failure seen while serving one

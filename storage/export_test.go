@@ -1,0 +1,12 @@
+package storage
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// QueryRowForTest runs sql in the transaction ctx carries, or on the pool.
+func (s *Store) QueryRowForTest(ctx context.Context, sql string, args ...any) pgx.Row {
+	return s.db(ctx).QueryRow(ctx, sql, args...)
+}

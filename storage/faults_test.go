@@ -1,0 +1,205 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/authz/authz/storage"
+	"github.com/authz/authz/storage/pgtest"
+)
+
+// TestUnavailable: what counts as the database failing a request (503)
+// and what is an answer about the data or a bug.
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	pg := func(code string) error { return fmt.Errorf("query: %w", &pgconn.PgError{Code: code}) }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"no rows", pgx.ErrNoRows, false},
+		{"not found", fmt.Errorf("get: %w", fosite.ErrNotFound), false},
+		{"unique violation", pg("23505"), false},
+		{"foreign key violation", pg("23503"), false},
+		{"NUL in text", pg("22021"), false},
+		{"syntax error (a bug)", pg("42601"), false},
+		{"undefined column (a bug)", pg("42703"), false},
+		{"statement timeout", pg("57014"), true},
+		{"admin shutdown", pg("57P01"), true},
+		{"cannot connect now", pg("57P03"), true},
+		{"lock timeout", pg("55P03"), true},
+		{"too many connections", pg("53300"), true},
+		{"serialization failure", pg("40001"), true},
+		{"deadlock", pg("40P01"), true},
+		{"connection failure", pg("08006"), true},
+		{"read-only standby after a failover", pg("25006"), true},
+		{"deadline", context.DeadlineExceeded, true},
+		{"client gone", fmt.Errorf("query: %w", context.Canceled), true},
+		{"connection reset", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, true},
+		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{"marked", fmt.Errorf("x: %w", storage.ErrUnavailable), true},
+	} {
+		if got := storage.Unavailable(tc.err); got != tc.want {
+			t.Errorf("%s: Unavailable(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+// faultStore is a store on an instrumented pool, with one client.
+func faultStore(t *testing.T) (*storage.Store, *storage.Client) {
+	t.Helper()
+	pool, err := storage.NewPool(t.Context(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := storage.New(pool)
+	c := &storage.Client{
+		ID: "app", SecretHash: storage.HashGeneratedSecret("secret"), Name: "App",
+		RedirectURIs: []string{"https://app.example.com/cb"}, GrantTypes: []string{"authorization_code"},
+		ResponseTypes: []string{"code"}, Scopes: []string{"openid"}, TokenEndpointAuthMethod: "client_secret_basic",
+	}
+	if err := s.CreateClient(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
+func codeRequest(id string, c *storage.Client) *fosite.Request {
+	sess := openid.NewDefaultSession()
+	sess.Subject = "alice"
+	sess.SetExpiresAt(fosite.AuthorizeCode, time.Now().Add(10*time.Minute))
+	return &fosite.Request{ID: id, RequestedAt: time.Now(), Client: c, Session: sess}
+}
+
+// TestCommitRefusesAfterFault: a request that met a database failure
+// commits nothing, not even what a savepoint around the failure kept
+// (fosite's own transactions are savepoints inside ours, and it rolls them
+// back and carries on).
+func TestCommitRefusesAfterFault(t *testing.T) {
+	t.Parallel()
+	s, c := faultStore(t)
+	ctx, faults := storage.WithFaultRecorder(t.Context())
+	ctx, err := s.BeginTX(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Rollback(ctx) })
+	if err := s.CreateAuthorizeCodeSession(ctx, "kept-before", codeRequest("r1", c)); err != nil {
+		t.Fatal(err)
+	}
+	inner, err := s.BeginTX(ctx) // a savepoint
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A statement the server cancels (57014), as statement_timeout does.
+	var setting string
+	if err := s.QueryRowForTest(inner, `SELECT set_config('statement_timeout', '10', true)`).Scan(&setting); err != nil {
+		t.Fatal(err)
+	}
+	var slept string
+	err = s.QueryRowForTest(inner, `SELECT pg_sleep(1)::text`).Scan(&slept)
+	if !storage.Unavailable(err) {
+		t.Fatalf("statement past statement_timeout: %v, want a database failure", err)
+	}
+	if faults.Err() == nil {
+		t.Fatal("the failure was not recorded in the request's context")
+	}
+	if err := s.Rollback(inner); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Commit after a recorded fault: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.GetAuthorizeCodeSession(t.Context(), "kept-before", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Fatalf("BUG: the faulted request's code was committed: %v", err)
+	}
+}
+
+// TestCommitDeadline: a transaction whose COMMIT reaches the server after
+// its request's deadline fails instead of committing, which is what keeps a
+// database that stalls and then resumes from spending codes for requests
+// that already answered 503 (migrations/006_commit_deadline.sql).
+func TestCommitDeadline(t *testing.T) {
+	t.Parallel()
+	s, c := faultStore(t)
+
+	begin := func(t *testing.T, timeout time.Duration) context.Context {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), timeout)
+		t.Cleanup(cancel)
+		ctx, err := s.BeginTX(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ctx
+	}
+
+	t.Run("in time", func(t *testing.T) {
+		ctx := begin(t, time.Minute)
+		if err := s.CreateAuthorizeCodeSession(ctx, "in-time", codeRequest("r-in", c)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(ctx); err != nil {
+			t.Fatalf("commit well before the deadline: %v", err)
+		}
+	})
+
+	t.Run("late", func(t *testing.T) {
+		// The request has 400 ms; its transaction must commit 250 ms
+		// before that. The COMMIT is sent once the server's clock is past
+		// that point, on a context without the deadline: as if the COMMIT
+		// had sat in a frozen server's socket buffer.
+		ctx := begin(t, 400*time.Millisecond)
+		if err := s.CreateAuthorizeCodeSession(ctx, "late", codeRequest("r-late", c)); err != nil {
+			t.Fatal(err)
+		}
+		late := context.WithoutCancel(ctx)
+		waitForServerClock(t, s, late)
+		err := s.Commit(late)
+		if !storage.Unavailable(err) {
+			t.Fatalf("BUG: a commit after the request's deadline: %v, want a database failure", err)
+		}
+		if _, err := s.GetAuthorizeCodeSession(t.Context(), "late", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+			t.Fatalf("BUG: the late transaction's code was committed: %v", err)
+		}
+	})
+}
+
+// waitForServerClock polls, inside the transaction of ctx, until the
+// server's clock is past the transaction's commit deadline.
+func waitForServerClock(t *testing.T, s *storage.Store, ctx context.Context) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var past bool
+		// A savepoint keeps the probe's work out of the transaction.
+		probe, err := s.BeginTX(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.QueryRowForTest(probe, `SELECT clock_timestamp() > current_setting('authz.commit_by')::timestamptz`).Scan(&past)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Rollback(probe); err != nil {
+			t.Fatal(err)
+		}
+		if past {
+			return
+		}
+	}
+	t.Fatal("the server's clock never passed the commit deadline")
+}
