@@ -2,10 +2,13 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/ory/fosite"
 
 	"github.com/authz/authz/storage"
 )
@@ -42,6 +45,25 @@ func requestID(ctx context.Context) string {
 		return n.id
 	}
 	return ""
+}
+
+// failed records why the request failed on the server's side, for its one
+// access log line (at error, or at info when the client went away).
+// Handlers call it instead of logging a 5xx themselves.
+func failed(ctx context.Context, err error) {
+	if n := noteOf(ctx); n != nil && n.cause == nil && err != nil {
+		n.cause = describeError(err)
+	}
+}
+
+// describeError is err with what fosite keeps apart from its message: the
+// wrapped cause and the debug text.
+func describeError(err error) error {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.Cause() == nil && rfc.DebugField == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %v %s", rfc.ErrorField, rfc.Cause(), rfc.DebugField)
 }
 
 // accessLog gives every request an id (echoed in X-Request-Id) and logs one
@@ -117,8 +139,8 @@ func (f *faultWriter) decide(status int) {
 		return
 	}
 	f.replaced = true
-	if n := noteOf(f.r.Context()); n != nil && n.cause == nil {
-		n.cause = err
+	if n := noteOf(f.r.Context()); n != nil {
+		n.cause = err // the database's failure is the real reason
 	}
 	h := f.ResponseWriter.Header()
 	for _, k := range []string{"Set-Cookie", "Location", "Content-Type", "Content-Length", "Content-Encoding", "WWW-Authenticate", "Cache-Control", "Pragma", "Vary"} {

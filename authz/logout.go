@@ -43,7 +43,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	user, _, err := h.currentUser(ctx, r)
 	if err != nil {
-		h.log.Error("logout: read session", "err", err)
+		failed(ctx, err)
 		h.renderAuthorizeError(w, fosite.ErrServerError)
 		return
 	}
@@ -169,7 +169,7 @@ func (h *Handler) parseLogout(r *http.Request) (*logoutRequest, error) {
 func (h *Handler) endSession(w http.ResponseWriter, r *http.Request) bool {
 	if c, err := r.Cookie(h.sessionCookie); err == nil && c.Value != "" {
 		if err := h.store.DeleteLoginSession(r.Context(), c.Value); err != nil {
-			h.log.Error("logout failed", "err", err)
+			failed(r.Context(), err)
 			h.renderAuthorizeError(w, fosite.ErrServerError)
 			return false
 		}

@@ -130,7 +130,7 @@ func (h *Handler) spendCode(ctx context.Context, ar fosite.AccessRequester, caus
 func (h *Handler) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= 500 {
-		h.log.Error("token endpoint failed", "err", err, "debug", rfc.Debug())
+		failed(ctx, err)
 	} else {
 		h.log.Debug("token request rejected", "error", rfc.ErrorField, "hint", rfc.HintField)
 	}
@@ -170,7 +170,7 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if err != nil {
 		if rfc := fosite.ErrorToRFC6749Error(err); rfc.CodeField >= 500 && !errors.Is(err, fosite.ErrInactiveToken) && !errors.Is(err, fosite.ErrNotFound) {
-			h.log.Error("introspection failed", "err", err)
+			failed(ctx, err)
 		}
 		_, _ = w.Write([]byte(`{"active":false}`))
 		return
@@ -243,7 +243,7 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		rfc := fosite.ErrorToRFC6749Error(err)
 		if rfc.CodeField >= 500 {
-			h.log.Error("revocation failed", "err", err)
+			failed(r.Context(), err)
 		}
 		if rfc.CodeField == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="authz", error="invalid_client"`)

@@ -28,7 +28,7 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
 	if err != nil || use != fosite.AccessToken {
 		if err != nil && fosite.ErrorToRFC6749Error(err).CodeField >= 500 &&
 			!errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, fosite.ErrInactiveToken) {
-			h.log.Error("userinfo: introspection failed", "err", err)
+			failed(ctx, err)
 		}
 		h.bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is not active.")
 		return
@@ -44,7 +44,7 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		h.log.Error("userinfo: load user", "err", err)
+		failed(ctx, err)
 		http.Error(w, "server error", http.StatusInternalServerError)
 		return
 	}
