@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -129,8 +130,11 @@ func recordFault(ctx context.Context, err error) {
 }
 
 // tracer sees the end of every query and every pool acquisition, and so
-// every way the database can fail a request.
-type tracer struct{}
+// every way the database can fail a request. It also counts the statements
+// the pool ran (Statements), for benchmarks and metrics.
+type tracer struct {
+	statements *atomic.Int64
+}
 
 var (
 	_ pgx.QueryTracer       = tracer{}
@@ -141,7 +145,10 @@ func (tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQuery
 	return ctx
 }
 
-func (tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+func (t tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	if t.statements != nil {
+		t.statements.Add(1)
+	}
 	if data.Err != nil {
 		recordFault(ctx, data.Err)
 	}
@@ -161,7 +168,7 @@ func (tracer) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, data pgxpool
 // tracer that records database failures against the request they hurt.
 // Every pool an HTTP handler uses must be made with it (authz.New checks).
 func PoolConfig(cfg *pgxpool.Config) *pgxpool.Config {
-	cfg.ConnConfig.Tracer = tracer{}
+	cfg.ConnConfig.Tracer = tracer{statements: new(atomic.Int64)}
 	return cfg
 }
 
@@ -169,6 +176,17 @@ func PoolConfig(cfg *pgxpool.Config) *pgxpool.Config {
 func Instrumented(pool *pgxpool.Pool) bool {
 	_, ok := pool.Config().ConnConfig.Tracer.(tracer)
 	return ok
+}
+
+// Statements returns how many statements pool has run (a BEGIN with its
+// settings is one round trip and counts as one), or -1 when pool was not
+// made with PoolConfig.
+func Statements(pool *pgxpool.Pool) int64 {
+	t, ok := pool.Config().ConnConfig.Tracer.(tracer)
+	if !ok || t.statements == nil {
+		return -1
+	}
+	return t.statements.Load()
 }
 
 // NewPool opens a pool on url configured with PoolConfig. It does not dial.

@@ -203,3 +203,16 @@ func waitForServerClock(t *testing.T, s *storage.Store, ctx context.Context) {
 	}
 	t.Fatal("the server's clock never passed the commit deadline")
 }
+
+// TestStatements: the pool's tracer counts each statement once.
+func TestStatements(t *testing.T) {
+	t.Parallel()
+	s, _ := faultStore(t)
+	before := storage.Statements(s.Pool())
+	if _, err := s.GetAuthorizeCodeSession(t.Context(), "unknown", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if got := storage.Statements(s.Pool()) - before; got != 1 {
+		t.Errorf("one lookup counted as %d statements", got)
+	}
+}
