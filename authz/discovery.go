@@ -20,10 +20,12 @@ var supportedClaims = []string{
 // Everything in it comes from the configuration and the lists the
 // endpoints themselves use, so it cannot drift from what the server does.
 func (h *Handler) discovery(w http.ResponseWriter, r *http.Request) {
+	// From the keys in memory while the database cannot be read; 503 only
+	// when none were ever read.
 	algs, err := h.keys.algorithms(r.Context())
 	if err != nil {
 		h.log.Error("discovery: signing algorithms", "err", err)
-		http.Error(w, "server error", http.StatusInternalServerError)
+		writeKeysError(w, err)
 		return
 	}
 	iss := h.cfg.Issuer

@@ -18,8 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,11 +32,22 @@ import (
 	"github.com/authz/authz/storage"
 )
 
-// Signing keys. One current key signs ID tokens; `authz keys rotate` makes a
-// new one current and keeps the old one published, for verification only,
-// until every token it signed has expired (dex's model). The keys live in
-// PostgreSQL, the private part sealed with the system secret, so every
-// replica signs with the same key and publishes the same JWKS.
+// Signing keys. One key signs ID tokens at a time. `authz keys rotate`
+// adds a new key that every replica publishes as soon as it reads it, but
+// that signs only from its activation time, KeyActivationDelay later: by
+// then every replica has it in its JWKS, so no relying party is ever handed
+// a token whose kid the JWKS it fetches lacks (OpenID Connect Core 10.1.1).
+// The key it replaces signs until then and stays published, for
+// verification only, until every token it signed has expired (dex's
+// model). The keys live in PostgreSQL, the private part sealed with the
+// system secret, so every replica signs with the same key and publishes the
+// same JWKS.
+//
+// Which key signs is a matter of the clock and the stored times, not of
+// when a replica last read them, so replicas agree without talking to each
+// other: one that has not read the keys since a rotation signs with the old
+// key, which is right until the new one activates, and it reads them again
+// well before that. Nothing depends on a notification arriving.
 //
 // A key's kid is its RFC 7638 thumbprint (SHA-256, base64url): a verifier
 // can recompute it, two keys never share one, and on load the stored public
@@ -53,41 +66,128 @@ const (
 	rsaKeyBits = 2048
 	// keyCacheTTL is how long the keys read from the database are used
 	// before they are read again, so a rotation made by another process is
-	// picked up within it.
+	// published within it.
 	keyCacheTTL = 30 * time.Second
+	// jwksMaxAge is how long verifiers may cache the JWKS (Cache-Control).
+	jwksMaxAge = 120 * time.Second
 	// unknownKIDRefresh is how often an unknown kid may make the keys be
 	// read again before keyCacheTTL is up: another replica may sign with a
-	// key this one has not read yet.
+	// key this one has not read yet (with a clock well ahead of ours).
 	unknownKIDRefresh = 5 * time.Second
+	// keyRetryInterval is how long after a failed read the keys in memory
+	// are used without trying the database again, so that an outage costs
+	// one slow read per interval, not one per request.
+	keyRetryInterval = 5 * time.Second
+	// keyReadTimeout bounds a read of the keys when those in memory can
+	// answer instead.
+	keyReadTimeout = 2 * time.Second
 	// sealInfo is the HKDF info for the key that seals private keys, so
 	// that it is independent of every other use of the system secret.
 	sealInfo = "authz signing-key encryption v1"
 )
 
+// KeyActivationDelay is how long a rotated-in key is published before it
+// signs: keyCacheTTL for every replica to read it, jwksMaxAge for every
+// verifier's copy of the JWKS from before the rotation to go stale (so even
+// one that does not refetch on an unknown kid verifies the new key's
+// tokens), and keyCacheTTL more for clocks that disagree.
+const KeyActivationDelay = keyCacheTTL + jwksMaxAge + keyCacheTTL
+
 // SigningAlgorithms are the algorithms signing keys may have.
 func SigningAlgorithms() []string { return []string{"RS256", "ES256"} }
 
-// keyManager hands fosite the current signing key and serves the JWKS. It
-// reads the keys from the database at most every keyCacheTTL.
+// keyManager hands fosite the signing key and serves the JWKS. It reads the
+// keys from the database at most every keyCacheTTL, and answers from the
+// keys it read last while the database cannot be read: every key is
+// published long before it signs, so those are still right.
 type keyManager struct {
 	store *storage.Store
 	cfg   *Config
 	log   *slog.Logger
 
-	mu        sync.Mutex
-	loadedAt  time.Time          // zero until the first load
-	current   *josev3.JSONWebKey // private, for fosite
-	published []publishedKey     // the current key first
-	// fallbackUntil is set while current is not the database's current
-	// key but the previous one (see loadLocked): when it stops being
-	// published.
-	fallbackUntil *time.Time
+	// reading makes reads of the database take turns; a caller that has
+	// keys in memory does not wait for another's read.
+	reading sync.Mutex
+
+	mu       sync.Mutex
+	set      *keySet   // the keys read last; nil until a read succeeds
+	readErr  error     // why the last read failed; nil after a good one
+	failedAt time.Time // when it failed
+	warnedAt time.Time // when a failed read was last logged
+	// signer is the key last handed to fosite: the one to fall back on
+	// when the key that should sign cannot be decrypted.
+	signer           *josev3.JSONWebKey
+	fallbackLoggedAt time.Time
 }
 
-// publishedKey is a public key in the JWKS and how long it stays there.
-type publishedKey struct {
-	jwk       josev4.JSONWebKey
-	expiresAt *time.Time // nil for the current key
+// keySet is the keys as read from the database at loadedAt. It is not
+// changed once made.
+type keySet struct {
+	loadedAt time.Time
+	keys     []*setKey // the newest first, then newest first
+}
+
+// setKey is one key of a set.
+type setKey struct {
+	pub         josev4.JSONWebKey // public members only
+	activatesAt time.Time
+	rotatedAt   *time.Time // when it stops signing; nil for the newest key
+	expiresAt   *time.Time // when it leaves the JWKS; nil for the newest key
+	// private is the decrypted key of a key that signs now or will;
+	// openErr says why it is nil for such a key.
+	private *josev3.JSONWebKey
+	openErr error
+}
+
+func (k *setKey) publishedAt(t time.Time) bool { return k.expiresAt == nil || k.expiresAt.After(t) }
+
+// retiredAt reports whether the key signs no more at t, or never will: a
+// key replaced before it activated (rotated twice in a row) may have an
+// empty interval.
+func (k *setKey) retiredAt(t time.Time) bool {
+	return k.rotatedAt != nil && (!t.Before(*k.rotatedAt) || !k.rotatedAt.After(k.activatesAt))
+}
+
+// published returns the keys in the JWKS at t: a rotated-out key leaves
+// on time however long ago the set was read.
+func (s *keySet) published(t time.Time) []*setKey {
+	var out []*setKey
+	for _, k := range s.keys {
+		if k.publishedAt(t) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// find returns the published key with this kid at t, or nil.
+func (s *keySet) find(kid string, t time.Time) *setKey {
+	for _, k := range s.published(t) {
+		if k.pub.KeyID == kid {
+			return k
+		}
+	}
+	return nil
+}
+
+// signerAt returns the key that signs at t: of those activated by then, the
+// one activated last (keys sign one after the other). A clock behind the
+// one that made the first key finds none activated yet and gets the
+// earliest: nobody signs with anything older.
+func (s *keySet) signerAt(t time.Time) *setKey {
+	var last, earliest *setKey
+	for _, k := range s.published(t) {
+		if !k.activatesAt.After(t) && (last == nil || k.activatesAt.After(last.activatesAt)) {
+			last = k
+		}
+		if earliest == nil || k.activatesAt.Before(earliest.activatesAt) {
+			earliest = k
+		}
+	}
+	if last != nil {
+		return last
+	}
+	return earliest
 }
 
 func newKeyManager(store *storage.Store, cfg *Config, log *slog.Logger) *keyManager {
@@ -97,19 +197,20 @@ func newKeyManager(store *storage.Store, cfg *Config, log *slog.Logger) *keyMana
 	return &keyManager{store: store, cfg: cfg, log: log}
 }
 
-// ensure creates the first signing key when there is none, then loads the
-// current key, so that a secret that cannot decrypt it stops the server at
-// start-up. Replicas starting together each generate a key; one insert wins
-// and the others use the winner's key.
+// ensure creates the first signing key when there is none, then reads the
+// keys, so that a secret that cannot decrypt the key that signs, or the one
+// that will, stops the server at start-up. Replicas starting together each
+// generate a key; one insert wins and the others use the winner's key.
 func (m *keyManager) ensure(ctx context.Context) error {
-	_, err := m.store.CurrentSigningKey(ctx)
+	_, err := m.store.NewestSigningKey(ctx)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		if len(m.cfg.Secrets) == 0 {
 			return errors.New("create the first signing key: no system secret configured (AUTHZ_SECRETS)")
 		}
 		// Generated outside any transaction: RSA key generation takes long
-		// enough that no lock should be held across it.
+		// enough that no lock should be held across it. It signs at once:
+		// no replica can have read keys without it.
 		k, err := newSigningKey(DefaultSigningAlgorithm, m.cfg.Secrets[0], m.cfg.now())
 		if err != nil {
 			return err
@@ -126,35 +227,90 @@ func (m *keyManager) ensure(ctx context.Context) error {
 	case err != nil:
 		return err
 	}
-	return m.load(ctx, true)
-}
-
-// signingKey returns the current private key, with its kid and algorithm,
-// for fosite's JWT signer.
-func (m *keyManager) signingKey(ctx context.Context) (*josev3.JSONWebKey, error) {
+	set, err := m.keys(ctx, 0)
+	if err != nil {
+		return err
+	}
+	for _, k := range set.keys {
+		if k.openErr != nil {
+			return k.openErr
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	force := m.fallbackUntil != nil && !m.cfg.now().Before(*m.fallbackUntil)
-	if err := m.loadLocked(ctx, force); err != nil {
+	_, err = m.signerLocked(set, m.cfg.now())
+	return err
+}
+
+// signingKey returns the private key that signs at the clock's now, with
+// its kid and algorithm, for fosite's JWT signer. While the keys cannot be
+// read, those read last still sign for KeyActivationDelay: no key rotated
+// in since can have started signing before then.
+func (m *keyManager) signingKey(ctx context.Context) (*josev3.JSONWebKey, error) {
+	set, err := m.keys(ctx, keyCacheTTL)
+	if err != nil {
 		return nil, err
 	}
-	k := *m.current
-	return &k, nil
+	now := m.cfg.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.readErr != nil && since(set.loadedAt, now) >= KeyActivationDelay {
+		return nil, fmt.Errorf("sign: the signing keys were last read at %s: %w", set.loadedAt.Format(time.RFC3339), m.readErr)
+	}
+	k, err := m.signerLocked(set, now)
+	if err != nil {
+		return nil, err
+	}
+	c := *k
+	return &c, nil
+}
+
+// signerLocked returns the private key that signs at now. When that key
+// cannot be decrypted (rotated in with another AUTHZ_SECRETS), the key this
+// instance signed with before keeps signing while it is published, so that
+// the mistake is an error in the log rather than an outage; the JWKS
+// publishes both.
+func (m *keyManager) signerLocked(set *keySet, now time.Time) (*josev3.JSONWebKey, error) {
+	k := set.signerAt(now)
+	if k == nil {
+		return nil, errors.New("read signing keys: there is no signing key (the server creates one at start-up; or run: authz keys rotate)")
+	}
+	if k.private != nil {
+		if m.signer != nil && m.signer.KeyID != k.pub.KeyID {
+			m.log.Info("signing with a new key", "kid", k.pub.KeyID, "alg", k.pub.Algorithm, "previous_kid", m.signer.KeyID)
+		}
+		m.signer = k.private
+		return k.private, nil
+	}
+	openErr := k.openErr
+	if openErr == nil { // read as retired, signing now: the clock went back
+		openErr = fmt.Errorf("signing key %s: its private key was not read", k.pub.KeyID)
+	}
+	if m.signer != nil && m.signer.KeyID != k.pub.KeyID {
+		if prev := set.find(m.signer.KeyID, now); prev != nil {
+			if since(m.fallbackLoggedAt, now) >= keyCacheTTL {
+				m.fallbackLoggedAt = now
+				m.log.Error("cannot use the current signing key; signing with the previous one while it is published",
+					"err", openErr, "previous_kid", m.signer.KeyID, "until", timeOrNever(prev.expiresAt))
+			}
+			return m.signer, nil
+		}
+	}
+	return nil, openErr
 }
 
 // publicKeys returns the keys to publish now: public members only, each
-// with kid, alg and use.
+// with kid, alg and use. A key that will sign is published before it does.
 func (m *keyManager) publicKeys(ctx context.Context) (josev4.JSONWebKeySet, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.loadLocked(ctx, false); err != nil {
+	set, err := m.keys(ctx, keyCacheTTL)
+	if err != nil {
 		return josev4.JSONWebKeySet{}, err
 	}
-	set := josev4.JSONWebKeySet{Keys: []josev4.JSONWebKey{}}
-	for _, p := range m.publishedLocked() {
-		set.Keys = append(set.Keys, p.jwk)
+	out := josev4.JSONWebKeySet{Keys: []josev4.JSONWebKey{}}
+	for _, k := range set.published(m.cfg.now()) {
+		out.Keys = append(out.Keys, k.pub)
 	}
-	return set, nil
+	return out, nil
 }
 
 // verificationKey returns the published public key with this kid. An
@@ -162,52 +318,41 @@ func (m *keyManager) publicKeys(ctx context.Context) (josev4.JSONWebKeySet, erro
 // unknownKIDRefresh), in case another replica signed with a key rotated in
 // since they were last read.
 func (m *keyManager) verificationKey(ctx context.Context, kid string) (*josev4.JSONWebKey, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.loadLocked(ctx, false); err != nil {
-		return nil, err
-	}
-	find := func() *josev4.JSONWebKey {
-		for _, p := range m.publishedLocked() {
-			if p.jwk.KeyID == kid {
-				k := p.jwk
-				return &k
-			}
-		}
-		return nil
-	}
-	if k := find(); k != nil {
-		return k, nil
-	}
-	if now := m.cfg.now(); now.Sub(m.loadedAt) >= unknownKIDRefresh || now.Before(m.loadedAt) {
-		if err := m.loadLocked(ctx, true); err != nil {
+	for _, maxAge := range []time.Duration{keyCacheTTL, unknownKIDRefresh} {
+		set, err := m.keys(ctx, maxAge)
+		if err != nil {
 			return nil, err
 		}
-		if k := find(); k != nil {
-			return k, nil
+		if k := set.find(kid, m.cfg.now()); k != nil {
+			pub := k.pub
+			return &pub, nil
 		}
 	}
 	return nil, fmt.Errorf("no published signing key has kid %q", kid)
 }
 
-// algorithms returns the algorithms of the published keys, the current
+// algorithms returns the algorithms of the published keys, the signing
 // key's first.
 func (m *keyManager) algorithms(ctx context.Context) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.loadLocked(ctx, false); err != nil {
+	set, err := m.keys(ctx, keyCacheTTL)
+	if err != nil {
 		return nil, err
 	}
+	now := m.cfg.now()
 	var algs []string
-	for _, p := range m.publishedLocked() {
-		if !slices.Contains(algs, p.jwk.Algorithm) {
-			algs = append(algs, p.jwk.Algorithm)
+	if k := set.signerAt(now); k != nil {
+		algs = append(algs, k.pub.Algorithm)
+	}
+	for _, k := range set.published(now) {
+		if !slices.Contains(algs, k.pub.Algorithm) {
+			algs = append(algs, k.pub.Algorithm)
 		}
 	}
 	return algs, nil
 }
 
-// serveJWKS serves the published keys (GET /.well-known/jwks.json).
+// serveJWKS serves the published keys (GET /.well-known/jwks.json), from
+// memory while the database cannot be read.
 func (m *keyManager) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	set, err := m.publicKeys(r.Context())
 	var body []byte
@@ -216,157 +361,250 @@ func (m *keyManager) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		m.log.Error("serve JWKS", "err", err)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write([]byte(`{"error":"server_error","error_description":"The signing keys cannot be read right now."}` + "\n"))
+		writeKeysError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	// Verifiers may cache the set briefly; a rotated-in key is published
-	// within keyCacheTTL, and verifiers refetch on an unknown kid.
-	w.Header().Set("Cache-Control", "public, max-age=120")
+	// Verifiers may cache the set: a rotated-in key is published
+	// KeyActivationDelay, longer than this, before it signs.
+	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(jwksMaxAge/time.Second)))
 	_, _ = w.Write(append(body, '\n'))
 }
 
-// publishedLocked returns the keys still published at the clock's now: the
-// cache is read at most every keyCacheTTL, but a rotated-out key leaves the
-// JWKS on time.
-func (m *keyManager) publishedLocked() []publishedKey {
-	now := m.cfg.now()
-	var out []publishedKey
-	for _, p := range m.published {
-		if p.expiresAt == nil || p.expiresAt.After(now) {
-			out = append(out, p)
-		}
+// writeKeysError answers a request that needed the signing keys when
+// there were none to answer with: 503 temporarily_unavailable when the
+// database could not be read and nothing had been read before, 500 for
+// anything else (a stored key that is not what it should be).
+func writeKeysError(w http.ResponseWriter, err error) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	if errors.Is(err, storage.ErrUnavailable) {
+		h.Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The signing keys cannot be read right now. Retry later."}` + "\n"))
+		return
 	}
-	return out
+	w.WriteHeader(http.StatusInternalServerError)
+	_, _ = w.Write([]byte(`{"error":"server_error","error_description":"The signing keys cannot be read right now."}` + "\n"))
 }
 
-// load reads the keys from the database; unless force, only when the ones
-// in memory are older than keyCacheTTL.
-func (m *keyManager) load(ctx context.Context, force bool) error {
+// keys returns the keys, read again from the database when those in memory
+// are older than maxAge. When the read fails, the keys read before are
+// returned, if any: they are still right to publish and to verify with.
+// A caller that asks for fresher keys than the cache keeps (or has none)
+// waits for a read under way; others use memory meanwhile.
+func (m *keyManager) keys(ctx context.Context, maxAge time.Duration) (*keySet, error) {
+	m.mu.Lock()
+	set, due := m.set, m.dueLocked(m.cfg.now(), maxAge)
+	m.mu.Unlock()
+	if !due {
+		return set, nil
+	}
+	if set == nil || maxAge < keyCacheTTL {
+		m.reading.Lock()
+	} else if !m.reading.TryLock() {
+		return set, nil
+	}
+	defer m.reading.Unlock()
+	now := m.cfg.now()
+	m.mu.Lock()
+	set, due = m.set, m.dueLocked(now, maxAge)
+	m.mu.Unlock()
+	if !due {
+		return set, nil // read by the caller this one waited for
+	}
+	return m.read(ctx, now, set)
+}
+
+// dueLocked reports whether the keys should be read from the database: none
+// were read yet, or those read are older than maxAge and no read failed in
+// the last keyRetryInterval.
+func (m *keyManager) dueLocked(now time.Time, maxAge time.Duration) bool {
+	if m.set == nil {
+		return true
+	}
+	if m.readErr != nil && since(m.failedAt, now) < keyRetryInterval {
+		return false
+	}
+	return since(m.set.loadedAt, now) >= maxAge
+}
+
+// read reads the keys from the database at now. Its queries are not the
+// request's: a failure that memory covers must not fail the request.
+func (m *keyManager) read(ctx context.Context, now time.Time, prev *keySet) (*keySet, error) {
+	rctx := storage.WithoutFaultRecording(ctx)
+	if prev != nil {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(rctx, keyReadTimeout)
+		defer cancel()
+	}
+	rows, err := m.store.PublishedSigningKeys(rctx, now)
+	if err != nil {
+		return m.readFailed(ctx, now, fmt.Errorf("read signing keys: %w", err))
+	}
+	set, err := m.newKeySet(rows, now, prev)
+	if err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.loadLocked(ctx, force)
+	if m.readErr != nil {
+		m.log.Info("read the signing keys again", "failed_at", m.failedAt.Format(time.RFC3339))
+	}
+	m.set, m.readErr, m.failedAt = set, nil, time.Time{}
+	return set, nil
 }
 
-func (m *keyManager) loadLocked(ctx context.Context, force bool) error {
-	now := m.cfg.now()
-	if !force && m.current != nil && !now.Before(m.loadedAt) && now.Sub(m.loadedAt) < keyCacheTTL {
-		return nil
+// readFailed answers from memory when it can, and logs the failure at most
+// once per keyCacheTTL.
+func (m *keyManager) readFailed(ctx context.Context, now time.Time, err error) (*keySet, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.set == nil {
+		return nil, err
 	}
-	rows, err := m.store.PublishedSigningKeys(ctx, now)
-	if err != nil {
-		return fmt.Errorf("read signing keys: %w", err)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return m.set, nil // the caller went away: no news of the database
 	}
-	var (
-		current    *josev3.JSONWebKey
-		published  = make([]publishedKey, 0, len(rows))
-		openErr    error
-		previousAt *time.Time // when the key in memory stops being published
-	)
+	m.readErr, m.failedAt = err, now
+	if since(m.warnedAt, now) >= keyCacheTTL {
+		m.warnedAt = now
+		m.log.Warn("cannot read the signing keys; serving those read before", "err", err,
+			"read_at", m.set.loadedAt.Format(time.RFC3339))
+	}
+	return m.set, nil
+}
+
+// newKeySet makes a set of rows read at now. Keys that sign now or will
+// are decrypted, or taken decrypted from prev; one that cannot be is kept
+// with its error, which matters when it is to sign.
+func (m *keyManager) newKeySet(rows []*storage.SigningKey, now time.Time, prev *keySet) (*keySet, error) {
+	set := &keySet{loadedAt: now, keys: make([]*setKey, 0, len(rows))}
 	for _, row := range rows {
 		pub, err := parsePublicJWK(row)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		published = append(published, publishedKey{jwk: pub, expiresAt: row.ExpiresAt})
-		if m.current != nil && m.current.KeyID == row.KID {
-			previousAt = row.ExpiresAt
+		k := &setKey{pub: pub, activatesAt: row.ActivatesAt, rotatedAt: row.RotatedAt, expiresAt: row.ExpiresAt}
+		if !k.retiredAt(now) {
+			k.private, k.openErr = m.open(row, prev)
+			if k.openErr != nil && k.activatesAt.After(now) {
+				m.log.Error("a signing key rotated in cannot be decrypted: when it is to sign, this server keeps signing with the key before it while that is published",
+					"kid", row.KID, "activates_at", row.ActivatesAt.Format(time.RFC3339), "err", k.openErr)
+			}
 		}
-		if row.RotatedAt != nil {
-			continue
-		}
-		if m.current != nil && m.current.KeyID == row.KID {
-			current = m.current // already decrypted
-			continue
-		}
-		priv, err := openSigningKey(row, m.cfg.Secrets)
-		if err != nil {
-			openErr = err
-			continue
-		}
-		current = &josev3.JSONWebKey{Key: priv, KeyID: row.KID, Algorithm: row.Algorithm, Use: "sig"}
-		if m.current != nil {
-			m.log.Info("signing with a new key", "kid", row.KID, "alg", row.Algorithm, "previous_kid", m.current.KeyID)
-		}
+		set.keys = append(set.keys, k)
 	}
-	var fallbackUntil *time.Time
-	switch {
-	case current != nil:
-	case openErr != nil && m.current != nil && previousAt != nil:
-		// A key rotated in that this instance cannot decrypt (rotated with
-		// another AUTHZ_SECRETS): keep signing with the previous key while
-		// it is published, so that the mistake is an error in the log
-		// rather than an outage. The JWKS publishes both.
-		m.log.Error("cannot use the current signing key; signing with the previous one while it is published",
-			"err", openErr, "previous_kid", m.current.KeyID, "until", previousAt.Format(time.RFC3339))
-		current, fallbackUntil = m.current, previousAt
-	case openErr != nil:
-		return openErr
-	default:
-		return errors.New("read signing keys: there is no current signing key (the server creates one at start-up; or run: authz keys rotate)")
-	}
-	m.current, m.published, m.loadedAt, m.fallbackUntil = current, published, now, fallbackUntil
-	return nil
+	return set, nil
 }
 
-// RotateSigningKey makes a new key of algorithm alg (RS256 or ES256) the
-// current one and returns its kid. The previous key stays published until
-// every token it signed has expired: ID tokens, and access tokens should
-// they ever be JWTs. When there is no key yet, the new one is the first.
-// Running replicas start signing with the new key within keyCacheTTL.
-func RotateSigningKey(ctx context.Context, store *storage.Store, cfg Config, alg string) (kid string, err error) {
+// open returns row's private key, as prev has it or decrypted.
+func (m *keyManager) open(row *storage.SigningKey, prev *keySet) (*josev3.JSONWebKey, error) {
+	if prev != nil {
+		for _, k := range prev.keys {
+			if k.pub.KeyID == row.KID && k.private != nil {
+				return k.private, nil
+			}
+		}
+	}
+	priv, err := openSigningKey(row, m.cfg.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	return &josev3.JSONWebKey{Key: priv, KeyID: row.KID, Algorithm: row.Algorithm, Use: "sig"}, nil
+}
+
+// since is how long before now t was; a clock set back makes it long ago.
+func since(t, now time.Time) time.Duration {
+	if now.Before(t) {
+		return math.MaxInt64
+	}
+	return now.Sub(t)
+}
+
+func timeOrNever(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// KeyRotation is what RotateSigningKey did.
+type KeyRotation struct {
+	// Key is the new key; its ActivatesAt says when it starts signing.
+	Key SigningKeyInfo
+	// Previous is the key that signs until then and stays published until
+	// its ExpiresAt; nil when the new key is the first.
+	Previous *SigningKeyInfo
+}
+
+// RotateSigningKey adds a new key of algorithm alg (RS256 or ES256). Every
+// running replica publishes it within keyCacheTTL, and it starts signing
+// KeyActivationDelay from now; the key it replaces signs until then and
+// stays published until every token it signed has expired: ID tokens, and
+// access tokens should they ever be JWTs. When there is no key yet, the new
+// one is the first and signs at once.
+func RotateSigningKey(ctx context.Context, store *storage.Store, cfg Config, alg string) (KeyRotation, error) {
 	if len(cfg.Secrets) == 0 {
-		return "", errors.New("rotate signing key: no system secret configured (AUTHZ_SECRETS)")
+		return KeyRotation{}, errors.New("rotate signing key: no system secret configured (AUTHZ_SECRETS)")
 	}
 	publish := cfg.IDTokenLifespan + cfg.AccessTokenLifespan
 	if cfg.IDTokenLifespan <= 0 || cfg.AccessTokenLifespan <= 0 {
 		// Zero would unpublish the old key at once and break every token
 		// it signed; an unvalidated Config is the only way here.
-		return "", errors.New("rotate signing key: the ID token and access token lifespans must be positive")
+		return KeyRotation{}, errors.New("rotate signing key: the ID token and access token lifespans must be positive")
 	}
 	now := cfg.now()
-	// Generated before the transaction, which then holds its lock only for
-	// two short statements.
+	// Generated before the transaction, which then holds its locks only
+	// for a few short statements.
 	next, err := newSigningKey(alg, cfg.Secrets[0], now)
 	if err != nil {
-		return "", err
+		return KeyRotation{}, err
 	}
-	retireUntil := now.Add(publish)
+	var previous *storage.SigningKey
 	// A first key being inserted concurrently can make both steps miss;
 	// each miss means the other step will now succeed.
 	for range 3 {
-		err = store.RotateSigningKey(ctx, next, retireUntil)
+		next.ActivatesAt = now.Add(KeyActivationDelay)
+		previous, err = store.RotateSigningKey(ctx, next, publish)
 		if !errors.Is(err, storage.ErrNotFound) {
 			break
 		}
+		next.ActivatesAt = time.Time{} // the first key: at its creation
 		err = store.InsertFirstSigningKey(ctx, next)
 		if !errors.Is(err, storage.ErrAlreadyExists) {
 			break
 		}
 	}
 	if err != nil {
-		return "", err
+		return KeyRotation{}, err
 	}
-	return next.KID, nil
+	out := KeyRotation{Key: keyInfo(next, now)}
+	if previous != nil {
+		p := keyInfo(previous, now)
+		out.Previous = &p
+	}
+	return out, nil
 }
 
 // SigningKeyInfo describes a signing key without any of its key material.
 type SigningKeyInfo struct {
 	KID       string `json:"kid"`
 	Algorithm string `json:"alg"`
-	// State is "current" (it signs), "published" (rotated out, still in the
-	// JWKS for verification) or "expired" (no longer published; the janitor
+	// State is "next" (published, signs from ActivatesAt), "current" (it
+	// signs), "published" (rotated out, still in the JWKS for
+	// verification) or "expired" (no longer published; the janitor
 	// deletes it).
-	State     string     `json:"state"`
-	CreatedAt time.Time  `json:"created_at"`
+	State       string    `json:"state"`
+	CreatedAt   time.Time `json:"created_at"`
+	ActivatesAt time.Time `json:"activates_at"`
+	// RotatedAt is when the key stops signing, maybe still ahead.
 	RotatedAt *time.Time `json:"rotated_at"`
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
-// SigningKeys lists every stored signing key, the current one first, then
+// SigningKeys lists every stored signing key, the newest first, then
 // newest first.
 func SigningKeys(ctx context.Context, store *storage.Store) ([]SigningKeyInfo, error) {
 	rows, err := store.ListSigningKeys(ctx)
@@ -376,18 +614,24 @@ func SigningKeys(ctx context.Context, store *storage.Store) ([]SigningKeyInfo, e
 	now := time.Now()
 	out := make([]SigningKeyInfo, 0, len(rows))
 	for _, k := range rows {
-		state := "current"
-		switch {
-		case k.RotatedAt == nil:
-		case k.ExpiresAt != nil && k.ExpiresAt.After(now):
-			state = "published"
-		default:
-			state = "expired"
-		}
-		out = append(out, SigningKeyInfo{KID: k.KID, Algorithm: k.Algorithm, State: state,
-			CreatedAt: k.CreatedAt, RotatedAt: k.RotatedAt, ExpiresAt: k.ExpiresAt})
+		out = append(out, keyInfo(k, now))
 	}
 	return out, nil
+}
+
+func keyInfo(k *storage.SigningKey, now time.Time) SigningKeyInfo {
+	state := "current"
+	switch {
+	case k.ActivatesAt.After(now):
+		state = "next"
+	case k.RotatedAt == nil || k.RotatedAt.After(now):
+	case k.ExpiresAt != nil && k.ExpiresAt.After(now):
+		state = "published"
+	default:
+		state = "expired"
+	}
+	return SigningKeyInfo{KID: k.KID, Algorithm: k.Algorithm, State: state, CreatedAt: k.CreatedAt,
+		ActivatesAt: k.ActivatesAt, RotatedAt: k.RotatedAt, ExpiresAt: k.ExpiresAt}
 }
 
 // newSigningKey generates a key of algorithm alg and seals its private part

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -95,11 +96,11 @@ func (e *keyEnv) ensured(secrets ...[]byte) *keyManager {
 
 func (e *keyEnv) rotate(alg string, secrets ...[]byte) string {
 	e.t.Helper()
-	kid, err := RotateSigningKey(e.t.Context(), e.store, *e.config(secrets...), alg)
+	r, err := RotateSigningKey(e.t.Context(), e.store, *e.config(secrets...), alg)
 	if err != nil {
 		e.t.Fatalf("RotateSigningKey(%s): %v", alg, err)
 	}
-	return kid
+	return r.Key.KID
 }
 
 func (e *keyEnv) countKeys() int {
@@ -166,12 +167,13 @@ func TestKeyEnsureCreatesOneKey(t *testing.T) {
 		t.Errorf("first key: %T of %d bits, alg %q, use %q, kid %q; want an RS256 RSA-%d signing key with a kid",
 			k.Key, priv.N.BitLen(), k.Algorithm, k.Use, k.KeyID, rsaKeyBits)
 	}
-	cur, err := e.store.CurrentSigningKey(t.Context())
+	cur, err := e.store.NewestSigningKey(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cur.KID != k.KeyID {
-		t.Errorf("manager signs with %s, the database's current key is %s", k.KeyID, cur.KID)
+	if cur.KID != k.KeyID || !cur.ActivatesAt.Equal(cur.CreatedAt) {
+		t.Errorf("manager signs with %s, the database's newest key is %s, activating at %v (created %v): want the one key, active at once",
+			k.KeyID, cur.KID, cur.ActivatesAt, cur.CreatedAt)
 	}
 	if bytes.Contains(cur.PrivateKey, priv.D.Bytes()) {
 		t.Error("the private exponent is stored in the clear")
@@ -219,6 +221,7 @@ func TestKeySigningKeyMatchesPublished(t *testing.T) {
 	e.ensured(keySecretOld)
 	for _, alg := range []string{"ES256", "RS256"} {
 		kid := e.rotate(alg, keySecretOld)
+		e.clock.Advance(KeyActivationDelay)
 		m := e.manager(keySecretOld)
 		priv, err := m.signingKey(t.Context())
 		if err != nil {
@@ -328,6 +331,11 @@ func TestKeySecretRotation(t *testing.T) {
 	// secret, so the old one can go; the old key stays published, which
 	// needs no secret.
 	newKID := e.rotate("RS256", keySecretNew, keySecretOld)
+	// Until the new key signs, the old one does, and the old secret is
+	// still needed.
+	err := e.manager(keySecretNew).ensure(ctx)
+	wantErrorContaining(t, "ensure with [new] before the new key signs", err, kid, "AUTHZ_SECRETS")
+	e.clock.Advance(KeyActivationDelay)
 	m := e.manager(keySecretNew)
 	if got := signingKID(t, m); got != newKID {
 		t.Errorf("with [new] after a key rotation the manager signs with %s, want %s", got, newKID)
@@ -343,6 +351,7 @@ func TestKeyTamperedCiphertext(t *testing.T) {
 	ctx := t.Context()
 	first := signingKID(t, e.ensured(keySecretOld))
 	second := e.rotate("RS256", keySecretOld)
+	e.clock.Advance(KeyActivationDelay)
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := e.pool.Exec(ctx, sql, args...); err != nil {
@@ -376,6 +385,10 @@ func TestKeyTamperedCiphertext(t *testing.T) {
 	wantErrorContaining(t, "publicKeys with another key's public JWK", err, second, "does not match the kid")
 }
 
+// TestKeyRotationAndCache: a rotated-in key is published by every manager
+// once it reads the keys, signs only from its activation time, and the key
+// it replaces stays published until its tokens have expired, counted from
+// when it stopped signing.
 func TestKeyRotationAndCache(t *testing.T) {
 	t.Parallel()
 	e := newKeyEnv(t)
@@ -384,41 +397,65 @@ func TestKeyRotationAndCache(t *testing.T) {
 	old := signingKID(t, m)
 
 	rotatedAt := e.clock.Now()
-	next := e.rotate("ES256", keySecretOld)
-	if next == old {
-		t.Fatal("rotation kept the kid")
-	}
-	all, err := e.store.ListSigningKeys(ctx)
+	r, err := RotateSigningKey(ctx, e.store, *e.config(keySecretOld), "ES256")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantUntil := rotatedAt.Add(time.Hour + 30*time.Minute) // ID token + access token lifespans
-	if len(all) != 2 || all[1].KID != old || all[1].ExpiresAt == nil || !all[1].ExpiresAt.Equal(wantUntil) {
-		t.Fatalf("after rotation: %+v; want the old key published until %v", all, wantUntil)
+	next := r.Key.KID
+	activatesAt := rotatedAt.Add(KeyActivationDelay)
+	wantUntil := activatesAt.Add(time.Hour + 30*time.Minute) // ID token + access token lifespans
+	if next == old || r.Key.State != "next" || !r.Key.ActivatesAt.Equal(activatesAt) || r.Previous == nil ||
+		r.Previous.KID != old || r.Previous.State != "current" || !r.Previous.RotatedAt.Equal(activatesAt) ||
+		!r.Previous.ExpiresAt.Equal(wantUntil) {
+		t.Fatalf("rotation: %+v, previous %+v; want a new key activating at %v, the old one signing until then and published until %v",
+			r.Key, r.Previous, activatesAt, wantUntil)
+	}
+	if KeyActivationDelay < keyCacheTTL+jwksMaxAge {
+		t.Errorf("KeyActivationDelay %s is shorter than the key cache plus the JWKS max-age (%s)", KeyActivationDelay, keyCacheTTL+jwksMaxAge)
 	}
 
-	// Within the cache window this manager still signs with the old key;
-	// one that has just started reads the new one.
-	if got := signingKID(t, m); got != old {
-		t.Errorf("cached manager signs with %s, want %s until it reads again", got, old)
+	// Within the cache window this manager neither publishes nor uses the
+	// new key; one that has just started publishes it; both sign with the
+	// old one.
+	if got := publishedKIDs(t, m); !slices.Equal(got, []string{old}) {
+		t.Errorf("cached manager publishes %v, want [%s] until it reads again", got, old)
 	}
 	fresh := e.manager(keySecretOld)
-	if got := signingKID(t, fresh); got != next {
-		t.Errorf("fresh manager signs with %s, want %s", got, next)
-	}
 	if got := publishedKIDs(t, fresh); !slices.Equal(got, []string{next, old}) {
 		t.Errorf("fresh manager publishes %v, want [%s %s]", got, next, old)
 	}
-	if algs, err := fresh.algorithms(ctx); err != nil || !slices.Equal(algs, []string{"ES256", "RS256"}) {
-		t.Errorf("algorithms = %v, %v; want [ES256 RS256]", algs, err)
+	for name, mgr := range map[string]*keyManager{"cached": m, "fresh": fresh} {
+		if got := signingKID(t, mgr); got != old {
+			t.Errorf("%s manager signs with %s before the new key activates, want %s", name, got, old)
+		}
+	}
+	if algs, err := fresh.algorithms(ctx); err != nil || !slices.Equal(algs, []string{"RS256", "ES256"}) {
+		t.Errorf("algorithms = %v, %v; want [RS256 ES256], the signing key's first", algs, err)
 	}
 
 	e.clock.Advance(keyCacheTTL + time.Second)
-	if got := signingKID(t, m); got != next {
-		t.Errorf("after the cache window the manager signs with %s, want %s", got, next)
-	}
 	if got := publishedKIDs(t, m); !slices.Equal(got, []string{next, old}) {
-		t.Errorf("published %v, want [%s %s]", got, next, old)
+		t.Errorf("after the cache window published %v, want [%s %s]", got, next, old)
+	}
+	if got := signingKID(t, m); got != old {
+		t.Errorf("after the cache window the manager signs with %s, want %s until %v", got, old, activatesAt)
+	}
+
+	// The switch follows the clock, not the reads: a manager that read
+	// the keys a second before the activation switches on time.
+	e.clock.Advance(activatesAt.Add(-time.Second).Sub(e.clock.Now()))
+	justRead := e.manager(keySecretOld)
+	if got := signingKID(t, justRead); got != old {
+		t.Errorf("a second before the activation the manager signs with %s, want %s", got, old)
+	}
+	e.clock.Advance(time.Second)
+	for name, mgr := range map[string]*keyManager{"cached": m, "just read": justRead} {
+		if got := signingKID(t, mgr); got != next {
+			t.Errorf("at the activation the %s manager signs with %s, want %s", name, got, next)
+		}
+	}
+	if algs, err := m.algorithms(ctx); err != nil || !slices.Equal(algs, []string{"ES256", "RS256"}) {
+		t.Errorf("algorithms = %v, %v; want [ES256 RS256]", algs, err)
 	}
 	if _, err := m.verificationKey(ctx, old); err != nil {
 		t.Errorf("verificationKey(old) while published: %v", err)
@@ -426,6 +463,10 @@ func TestKeyRotationAndCache(t *testing.T) {
 
 	// A key rotated in by another process: an unknown kid makes the
 	// manager read again, but not more often than unknownKIDRefresh.
+	e.clock.Advance(keyCacheTTL)
+	if _, err := m.verificationKey(ctx, next); err != nil { // reads again
+		t.Fatal(err)
+	}
 	third := e.rotate("RS256", keySecretOld)
 	if _, err := m.verificationKey(ctx, third); err == nil {
 		t.Error("verificationKey found a key rotated in less than unknownKIDRefresh after the last read")
@@ -439,14 +480,53 @@ func TestKeyRotationAndCache(t *testing.T) {
 
 	// Once the retire time has passed the old key leaves the JWKS at once,
 	// cache or not.
-	e.clock.Advance(wantUntil.Sub(e.clock.Now()))
+	e.clock.Advance(wantUntil.Add(-time.Second).Sub(e.clock.Now()))
+	if got := publishedKIDs(t, m); !slices.Equal(got, []string{third, next, old}) {
+		t.Errorf("a second before the first key's retire time: published %v, want [%s %s %s]", got, third, next, old)
+	}
+	e.clock.Advance(time.Second)
 	if got := publishedKIDs(t, m); !slices.Equal(got, []string{third, next}) {
-		t.Errorf("after the first key's retire time: published %v, want [%s %s]", got, third, next)
+		t.Errorf("at the first key's retire time: published %v, want [%s %s]", got, third, next)
 	}
 	_, err = m.verificationKey(ctx, old)
 	wantErrorContaining(t, "verificationKey(old) after its retire time", err, old)
 	if algs, err := m.algorithms(ctx); err != nil || !slices.Equal(algs, []string{"RS256", "ES256"}) {
 		t.Errorf("algorithms = %v, %v; want [RS256 ES256]", algs, err)
+	}
+}
+
+// TestKeyReplicasNeverSignUnpublished: two managers on one database whose
+// caches were read at different times, as two replicas' are. At every
+// second around a rotation, neither signs with a key the other does not
+// publish. Without the activation delay the one that reads first would
+// sign with the new key while the other still serves a JWKS without it.
+func TestKeyReplicasNeverSignUnpublished(t *testing.T) {
+	t.Parallel()
+	e := newKeyEnv(t)
+	a := e.ensured(keySecretOld)
+	e.clock.Advance(keyCacheTTL / 2)
+	b := e.ensured(keySecretOld)
+	old := signingKID(t, a)
+
+	next := e.rotate("RS256", keySecretOld)
+	end := e.clock.Now().Add(KeyActivationDelay + keyCacheTTL)
+	for e.clock.Now().Before(end) {
+		for _, pair := range [][2]*keyManager{{a, b}, {b, a}} {
+			kid := signingKID(t, pair[0])
+			if !slices.Contains(publishedKIDs(t, pair[1]), kid) {
+				t.Fatalf("%v after the rotation a replica signs with %s, which the other does not publish (%v)",
+					e.clock.Now().Sub(end.Add(-KeyActivationDelay-keyCacheTTL)), kid, publishedKIDs(t, pair[1]))
+			}
+		}
+		e.clock.Advance(time.Second)
+	}
+	for _, m := range []*keyManager{a, b} {
+		if got := signingKID(t, m); got != next {
+			t.Errorf("after the activation a replica signs with %s, want %s", got, next)
+		}
+		if got := publishedKIDs(t, m); !slices.Equal(got, []string{next, old}) {
+			t.Errorf("after the activation a replica publishes %v, want [%s %s]", got, next, old)
+		}
 	}
 }
 
@@ -470,26 +550,39 @@ func TestKeyRotateSigningKey(t *testing.T) {
 	}
 
 	// SigningKeys, which `authz keys list` shows, goes by the wall clock,
-	// so the first two rotations happen hours ago: the first key was
-	// retired three hours ago and its 90 minutes are up.
+	// so the first rotations happen hours ago.
 	hoursAgo := func(h int) Config {
 		cfg := *e.config(keySecretOld)
 		cfg.Now = func() time.Time { return time.Now().Add(-time.Duration(h) * time.Hour) }
 		return cfg
 	}
-	// With no key yet, the rotated-in key is the first.
-	first, err := RotateSigningKey(ctx, e.store, hoursAgo(4), "ES256")
+	// With no key yet, the rotated-in key is the first, and signs at once.
+	r, err := RotateSigningKey(ctx, e.store, hoursAgo(4), "ES256")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cur, err := e.store.CurrentSigningKey(ctx); err != nil || cur.KID != first || cur.Algorithm != "ES256" {
-		t.Fatalf("current key %+v, %v; want the ES256 key %s", cur, err, first)
+	first := r.Key.KID
+	if r.Previous != nil || r.Key.State != "current" || !r.Key.ActivatesAt.Equal(r.Key.CreatedAt) {
+		t.Errorf("first key: %+v, previous %+v; want current at once, with no previous key", r.Key, r.Previous)
 	}
-	second, err := RotateSigningKey(ctx, e.store, hoursAgo(3), "RS256")
-	if err != nil {
-		t.Fatal(err)
+	if cur, err := e.store.NewestSigningKey(ctx); err != nil || cur.KID != first || cur.Algorithm != "ES256" {
+		t.Fatalf("newest key %+v, %v; want the ES256 key %s", cur, err, first)
 	}
-	third := e.rotate("RS256", keySecretOld)
+	rotate := func(cfg Config) string {
+		t.Helper()
+		r, err := RotateSigningKey(ctx, e.store, cfg, "RS256")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Key.KID
+	}
+	// The first key stopped signing 3h ago (less the delay) and its 90
+	// minutes are up; the second stopped an hour ago and is still
+	// published; the third signs until the fourth, just rotated in,
+	// activates.
+	second := rotate(hoursAgo(3))
+	third := rotate(hoursAgo(1))
+	fourth := e.rotate("RS256", keySecretOld)
 
 	infos, err := SigningKeys(ctx, e.store)
 	if err != nil {
@@ -497,13 +590,13 @@ func TestKeyRotateSigningKey(t *testing.T) {
 	}
 	var got []string
 	for _, k := range infos {
-		got = append(got, k.KID+":"+k.Algorithm+":"+k.State)
+		got = append(got, k.KID+":"+k.State)
 	}
-	want := []string{third + ":RS256:current", second + ":RS256:published", first + ":ES256:expired"}
+	want := []string{fourth + ":next", third + ":current", second + ":published", first + ":expired"}
 	if !slices.Equal(got, want) {
 		t.Errorf("SigningKeys = %v, want %v", got, want)
 	}
-	if infos[0].RotatedAt != nil || infos[0].ExpiresAt != nil || infos[1].RotatedAt == nil || infos[1].ExpiresAt == nil {
+	if infos[0].RotatedAt != nil || infos[0].ExpiresAt != nil || infos[1].RotatedAt == nil || !infos[1].RotatedAt.Equal(infos[0].ActivatesAt) {
 		t.Errorf("SigningKeys times: %+v", infos)
 	}
 }
@@ -535,30 +628,168 @@ func TestKeyServeJWKS(t *testing.T) {
 	if len(set.Keys) != 1 || set.Keys[0].KeyID != kid || !set.Keys[0].IsPublic() || !set.Keys[0].Valid() {
 		t.Errorf("JWKS %s, want the one public key %s", rec.Body, kid)
 	}
+}
 
-	// The database is gone: a 500 with a JSON body, and the cause logged.
+// TestKeyNeverReadUnavailable: with the database unreachable and no keys
+// ever read, the JWKS and discovery answer 503 temporarily_unavailable with
+// Retry-After, and the cause is logged.
+func TestKeyNeverReadUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newKeyEnv(t)
 	closed, err := storage.NewPool(t.Context(), e.pool.Config().ConnString())
 	if err != nil {
 		t.Fatal(err)
 	}
 	closed.Close()
 	var logs bytes.Buffer
-	broken := newKeyManager(storage.New(closed), e.config(keySecretOld), slog.New(slog.NewTextHandler(&logs, nil)))
-	rec = httptest.NewRecorder()
-	broken.serveJWKS(rec, httptest.NewRequest(http.MethodGet, "/.well-known/jwks.json", nil))
-	if rec.Code != http.StatusInternalServerError {
-		t.Errorf("status with the database closed %d, want 500", rec.Code)
-	}
-	var body struct{ Error string }
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error != "server_error" {
-		t.Errorf("error body %q (%v), want JSON with error server_error", rec.Body, err)
-	}
-	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
-		t.Errorf("error Content-Type %q", ct)
+	cfg := e.config(keySecretOld)
+	cfg.Issuer = "https://id.example.com"
+	broken := newKeyManager(storage.New(closed), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	h := &Handler{cfg: *cfg, keys: broken, log: broken.log}
+	for path, serve := range map[string]http.HandlerFunc{
+		"/.well-known/jwks.json":                  broken.serveJWKS,
+		"/.well-known/openid-configuration":       h.discovery,
+		"/.well-known/oauth-authorization-server": h.discovery,
+	} {
+		rec := httptest.NewRecorder()
+		serve(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		wantKeysUnavailable(t, path, rec)
 	}
 	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "read signing keys") {
 		t.Errorf("the failure was not logged at error level with its cause:\n%s", logs.String())
 	}
+}
+
+func wantKeysUnavailable(t *testing.T, what string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	var body struct {
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusServiceUnavailable ||
+		body.Error != "temporarily_unavailable" || body.ErrorDescription == "" {
+		t.Errorf("%s: %d %q (%v), want 503 with JSON error temporarily_unavailable", what, rec.Code, rec.Body, err)
+	}
+	if rec.Header().Get("Retry-After") != "5" || rec.Header().Get("Content-Type") != "application/json" ||
+		rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("%s: headers %v, want Retry-After 5, JSON, no-store", what, rec.Header())
+	}
+}
+
+// TestKeyAnswersFromMemory: a running server whose database becomes
+// unreachable keeps serving the JWKS and discovery from the keys it read
+// last, through the whole handler (the key reads are not the request's
+// database failures), logs the failure at warn at most once per
+// keyCacheTTL, and signs with the keys in memory only while no key rotated
+// in since could have started signing.
+func TestKeyAnswersFromMemory(t *testing.T) {
+	t.Parallel()
+	e := newKeyEnv(t)
+	ctx := t.Context()
+	pool, err := storage.NewPool(ctx, e.pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	cfg, err := ConfigFromEnv(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Issuer = "https://id.example.com"
+	cfg.Secrets = [][]byte{keySecretOld}
+	cfg.Now = e.clock.Now
+	var logs syncBuffer
+	h, err := New(cfg, storage.New(pool, storage.WithClock(e.clock.Now)), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rotate("ES256", keySecretOld) // a key waiting to sign: published all the same
+	e.clock.Advance(keyCacheTTL)
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://id.example.com"+path, nil))
+		return rec
+	}
+	jwks, discovery := get("/.well-known/jwks.json"), get("/.well-known/openid-configuration")
+	if jwks.Code != http.StatusOK || discovery.Code != http.StatusOK {
+		t.Fatalf("with the database up: JWKS %d, discovery %d\n%s\n%s", jwks.Code, discovery.Code, jwks.Body, discovery.Body)
+	}
+	var set josev4.JSONWebKeySet
+	if err := json.Unmarshal(jwks.Body.Bytes(), &set); err != nil || len(set.Keys) != 2 {
+		t.Fatalf("JWKS %s (%v), want two keys", jwks.Body, err)
+	}
+	signer, err := h.keys.signingKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pool.Close()
+	warnings := func() int { return strings.Count(logs.String(), "level=WARN msg=\"cannot read the signing keys") }
+	for i, step := range []struct {
+		advance time.Duration
+		warns   int
+	}{
+		{keyCacheTTL, 1},          // the cache is stale: a read fails, logged
+		{0, 1},                    // within keyRetryInterval: memory, no read
+		{keyRetryInterval, 1},     // read again, fails, not logged again
+		{keyCacheTTL, 2},          // a keyCacheTTL after the first warning
+		{keyRetryInterval / 2, 2}, // memory
+	} {
+		e.clock.Advance(step.advance)
+		for _, path := range []string{"/.well-known/jwks.json", "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+			rec := get(path)
+			want := jwks
+			if path != "/.well-known/jwks.json" {
+				want = discovery
+			}
+			if rec.Code != http.StatusOK || rec.Body.String() != want.Body.String() ||
+				rec.Header().Get("Cache-Control") != want.Header().Get("Cache-Control") {
+				t.Errorf("step %d, %s with the database gone: %d %s\nwant %d %s", i, path, rec.Code, rec.Body, want.Code, want.Body)
+			}
+		}
+		if n := warnings(); n != step.warns {
+			t.Errorf("step %d: %d warnings, want %d:\n%s", i, n, step.warns, logs.String())
+		}
+		if k, err := h.keys.verificationKey(ctx, signer.KeyID); err != nil || k.KeyID != signer.KeyID {
+			t.Errorf("step %d: verificationKey from memory: %v, %v", i, k, err)
+		}
+		if k, err := h.keys.signingKey(ctx); err != nil || k.KeyID != signer.KeyID {
+			t.Errorf("step %d: signingKey from memory: %v, %v", i, k, err)
+		}
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("serving from memory logged an error:\n%s", logs.String())
+	}
+
+	// Keys read more than KeyActivationDelay ago may miss a key that signs
+	// by now: no more signing from memory.
+	e.clock.Advance(KeyActivationDelay)
+	_, err = h.keys.signingKey(ctx)
+	wantErrorContaining(t, "signingKey from keys read too long ago", err, "last read")
+	if !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("signingKey from keys read too long ago: %v, want storage.ErrUnavailable", err)
+	}
+	if rec := get("/.well-known/jwks.json"); rec.Code != http.StatusOK {
+		t.Errorf("JWKS from memory after KeyActivationDelay: %d", rec.Code)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestKeySealing covers the encryption at rest without a database.
@@ -598,56 +829,65 @@ func TestKeySealing(t *testing.T) {
 }
 
 // TestKeyRotatedWithAnotherSecret: `authz keys rotate` run with the wrong
-// AUTHZ_SECRETS makes a key the servers cannot decrypt. Running servers keep
-// signing with the previous key while it is published, and say so; a server
-// starting then fails with the clear error.
+// AUTHZ_SECRETS makes a key the servers cannot decrypt. Running servers say
+// so as soon as they read it, and keep signing with the previous key while
+// it is published; a server starting then fails with the clear error.
 func TestKeyRotatedWithAnotherSecret(t *testing.T) {
 	t.Parallel()
 	e := newKeyEnv(t)
 	ctx := t.Context()
-	var logs bytes.Buffer
+	var logs syncBuffer
 	m := newKeyManager(e.store, e.config(keySecretOld), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err := m.ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	old := signingKID(t, m)
 	// Short lifespans, so that the previous key stops being published
-	// within one cache window.
+	// soon after the bad key activates.
 	wrong := *e.config(keySecretOther)
 	wrong.IDTokenLifespan, wrong.AccessTokenLifespan = 10*time.Second, 10*time.Second
-	bad, err := RotateSigningKey(ctx, e.store, wrong, "RS256")
+	r, err := RotateSigningKey(ctx, e.store, wrong, "RS256")
 	if err != nil {
 		t.Fatal(err)
 	}
+	bad := r.Key.KID
 
-	// The unknown kid makes the manager read the keys again.
+	// The unknown kid makes the manager read the keys again, and the key
+	// that cannot be decrypted is an error in the log before it is due.
 	e.clock.Advance(unknownKIDRefresh)
 	if _, err := m.verificationKey(ctx, bad); err != nil {
 		t.Fatalf("verificationKey(new key): %v", err)
 	}
-	if got := signingKID(t, m); got != old {
-		t.Errorf("signs with %s, want the previous key %s", got, old)
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), bad) {
+		t.Errorf("the undecryptable key was not logged as an error:\n%s", logs.String())
 	}
 	if got := publishedKIDs(t, m); !slices.Equal(got, []string{bad, old}) {
 		t.Errorf("published %v, want [%s %s]", got, bad, old)
 	}
-	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), bad) {
-		t.Errorf("the undecryptable key was not logged as an error:\n%s", logs.String())
-	}
 	err = e.manager(keySecretOld).ensure(ctx)
 	wantErrorContaining(t, "ensure on a fresh manager", err, bad, "AUTHZ_SECRETS")
 
+	// Once it should sign, the previous key signs instead while published.
+	e.clock.Advance(r.Key.ActivatesAt.Sub(e.clock.Now()))
+	if got := signingKID(t, m); got != old {
+		t.Errorf("signs with %s, want the previous key %s", got, old)
+	}
+	if !strings.Contains(logs.String(), "cannot use the current signing key") {
+		t.Errorf("signing with the previous key was not logged:\n%s", logs.String())
+	}
+
 	// Once the previous key is no longer published it no longer signs,
 	// though the cache window has not passed.
-	e.clock.Advance(20*time.Second - unknownKIDRefresh)
+	e.clock.Advance(20 * time.Second)
 	for range 2 {
 		_, err = m.signingKey(ctx)
 		wantErrorContaining(t, "signingKey after the previous key's retire time", err, bad, "AUTHZ_SECRETS")
 	}
 
-	// The operator rotates again with the right secret: all is well.
+	// The operator rotates again with the right secret: all is well once
+	// the new key activates.
 	good := e.rotate("ES256", keySecretOld)
-	e.clock.Advance(keyCacheTTL)
+	e.clock.Advance(KeyActivationDelay)
 	if got := signingKID(t, m); got != good {
 		t.Errorf("after a good rotation signs with %s, want %s", got, good)
 	}

@@ -1326,7 +1326,12 @@ func TestSecretRotation(t *testing.T) {
 	if _, err := authz.RotateSigningKey(t.Context(), f.e.store, cfg, "RS256"); err != nil {
 		t.Fatal(err)
 	}
-	dropped := newEnvOnPool(t, f.e.pool, func(c *authz.Config) { c.Secrets = [][]byte{fresh} })
+	// The old key, sealed with the old secret, signs until the new one
+	// activates: only a server started after that can do without it.
+	dropped := newEnvOnPool(t, f.e.pool, func(c *authz.Config) {
+		c.Secrets = [][]byte{fresh}
+		c.Now = func() time.Time { return time.Now().Add(authz.KeyActivationDelay) }
+	})
 
 	a := f.grant(t, f.basic)
 	b := f.grant(t, f.basic)

@@ -224,9 +224,10 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := authz.RotateSigningKey(t.Context(), e.store, e.cfg, "RS256"); err != nil {
 		t.Fatal(err)
 	}
-	// Past the key cache. The browser stays signed in, so no login happens
-	// at the moved time (fosite checks auth_time against the real clock).
-	e.clock.Advance(time.Minute)
+	// Past the new key's activation. The browser stays signed in, so no
+	// login happens at the moved time (fosite checks auth_time against the
+	// real clock).
+	e.clock.Advance(authz.KeyActivationDelay)
 
 	_, _, after := signIn(t, e, b, provider, conf, "alice")
 	oldKID, newKID := jwtHeader(t, before)["kid"], jwtHeader(t, after)["kid"]

@@ -2,14 +2,20 @@ package storage
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// SigningKey is one key that signs, or signed, our tokens. Storage keeps it
-// as it is given: the caller generates the key, puts only public members in
-// PublicJWK and seals PrivateKey with a system secret.
+// SigningKey is one key that signs, will sign, or signed, our tokens.
+// Storage keeps it as it is given: the caller generates the key, puts only
+// public members in PublicJWK and seals PrivateKey with a system secret.
+//
+// Each key signs for one interval, [ActivatesAt, RotatedAt), and its
+// successor's starts where it ends, so at any moment exactly one key signs
+// and every replica that knows the rows agrees which.
 type SigningKey struct {
 	KID       string `db:"kid"`
 	Algorithm string `db:"algorithm"`
@@ -20,16 +26,23 @@ type SigningKey struct {
 	// SecretFingerprint names the system secret that sealed PrivateKey.
 	SecretFingerprint string    `db:"secret_fingerprint"`
 	CreatedAt         time.Time `db:"created_at"`
-	// RotatedAt is when the key stopped signing; nil while it is current.
+	// ActivatesAt is when the key starts signing. A rotated-in key is
+	// published for a while before it does, so that every replica has it
+	// in its JWKS by then.
+	ActivatesAt time.Time `db:"activates_at"`
+	// RotatedAt is when the key stops signing: its successor's
+	// ActivatesAt, which may still be ahead. Nil while the key is the
+	// newest.
 	RotatedAt *time.Time `db:"rotated_at"`
-	// ExpiresAt is how long a rotated-out key stays published; nil while
-	// it is current.
+	// ExpiresAt is when the key leaves the JWKS: RotatedAt plus the
+	// lifetime of the tokens it signed. Nil while the key is the newest.
 	ExpiresAt *time.Time `db:"expires_at"`
 }
 
 // normalize puts times read from the database in UTC.
 func (k *SigningKey) normalize() {
 	k.CreatedAt = k.CreatedAt.UTC()
+	k.ActivatesAt = k.ActivatesAt.UTC()
 	if k.RotatedAt != nil {
 		t := k.RotatedAt.UTC()
 		k.RotatedAt = &t
@@ -40,37 +53,45 @@ func (k *SigningKey) normalize() {
 	}
 }
 
-const signingKeyColumns = `kid, algorithm, public_jwk, private_key, secret_fingerprint, created_at, rotated_at, expires_at`
+const signingKeyColumns = `kid, algorithm, public_jwk, private_key, secret_fingerprint, created_at, activates_at, rotated_at, expires_at`
 
-// The current key first, then newest first.
-const signingKeyOrder = ` ORDER BY rotated_at IS NULL DESC, created_at DESC, kid`
+// The newest key first, then newest first.
+const signingKeyOrder = ` ORDER BY rotated_at IS NULL DESC, activates_at DESC, created_at DESC, kid`
 
-// CurrentSigningKey returns the key that signs now, or ErrNotFound when
-// there is none yet.
-func (s *Store) CurrentSigningKey(ctx context.Context) (*SigningKey, error) {
+// maxRotationAttempts bounds how often one rotation retries after losing
+// to concurrent ones; each loss means another rotation committed.
+const maxRotationAttempts = 16
+
+// NewestSigningKey returns the key rotated in last, which signs now or
+// will once its ActivatesAt has come, or ErrNotFound when there is no key
+// yet.
+func (s *Store) NewestSigningKey(ctx context.Context) (*SigningKey, error) {
 	rows, err := s.db(ctx).Query(ctx, `SELECT `+signingKeyColumns+` FROM signing_keys WHERE rotated_at IS NULL`)
 	if err != nil {
-		return nil, translate("get current signing key", err)
+		return nil, translate("get newest signing key", err)
 	}
 	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[SigningKey])
 	if err != nil {
-		return nil, translate("get current signing key", err)
+		return nil, translate("get newest signing key", err)
 	}
 	k.normalize()
 	return k, nil
 }
 
 // PublishedSigningKeys returns the keys that belong in the JWKS at now: the
-// current one and those rotated out whose expiry is after now. The current
-// key comes first, then the others newest first.
+// newest one, active or not yet, and those rotated out whose expiry is
+// after now; the newest first, then newest first.
+//
+// It reads outside any transaction ctx carries: the keys feed a cache, not
+// the caller's unit of work, and a failed read must not abort that work.
 func (s *Store) PublishedSigningKeys(ctx context.Context, now time.Time) ([]*SigningKey, error) {
-	rows, err := s.db(ctx).Query(ctx, `SELECT `+signingKeyColumns+` FROM signing_keys
+	rows, err := s.pool.Query(ctx, `SELECT `+signingKeyColumns+` FROM signing_keys
 		WHERE rotated_at IS NULL OR expires_at > $1`+signingKeyOrder, now.UTC())
 	return collectSigningKeys("list published signing keys", rows, err)
 }
 
-// ListSigningKeys returns every stored key, the current one first, then the
-// others newest first.
+// ListSigningKeys returns every stored key, the newest first, then newest
+// first.
 func (s *Store) ListSigningKeys(ctx context.Context) ([]*SigningKey, error) {
 	rows, err := s.db(ctx).Query(ctx, `SELECT `+signingKeyColumns+` FROM signing_keys`+signingKeyOrder)
 	return collectSigningKeys("list signing keys", rows, err)
@@ -90,24 +111,28 @@ func collectSigningKeys(op string, rows pgx.Rows, err error) ([]*SigningKey, err
 	return ks, nil
 }
 
-// InsertFirstSigningKey stores k as the current key when there is none.
-// When there already is one (another replica starting at the same time won
-// the race) it returns ErrAlreadyExists and the caller should use that key.
-// A zero CreatedAt is set from the store's clock. On success k holds the
-// stored row.
+// InsertFirstSigningKey stores k as the newest key when there is none; it
+// signs from its ActivatesAt, which when zero is its creation: nobody can
+// have cached a key set without it. When there already is a key (another
+// replica starting at the same time won the race) it returns
+// ErrAlreadyExists and the caller should use that key. A zero CreatedAt is
+// set from the store's clock. On success k holds the stored row.
 func (s *Store) InsertFirstSigningKey(ctx context.Context, k *SigningKey) error {
-	return s.insertCurrentSigningKey(ctx, "insert first signing key", k)
+	return s.insertNewestSigningKey(ctx, "insert first signing key", k)
 }
 
-func (s *Store) insertCurrentSigningKey(ctx context.Context, op string, k *SigningKey) error {
+func (s *Store) insertNewestSigningKey(ctx context.Context, op string, k *SigningKey) error {
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = s.now()
 	}
+	if k.ActivatesAt.IsZero() {
+		k.ActivatesAt = k.CreatedAt
+	}
 	rows, err := s.db(ctx).Query(ctx, `
-		INSERT INTO signing_keys (kid, algorithm, public_jwk, private_key, secret_fingerprint, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)
+		INSERT INTO signing_keys (kid, algorithm, public_jwk, private_key, secret_fingerprint, created_at, activates_at)
+		VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)
 		RETURNING `+signingKeyColumns,
-		k.KID, k.Algorithm, k.PublicJWK, k.PrivateKey, k.SecretFingerprint, k.CreatedAt.UTC())
+		k.KID, k.Algorithm, string(k.PublicJWK), k.PrivateKey, k.SecretFingerprint, k.CreatedAt.UTC(), k.ActivatesAt.UTC())
 	if err != nil {
 		return translate(op, err)
 	}
@@ -120,37 +145,82 @@ func (s *Store) insertCurrentSigningKey(ctx context.Context, op string, k *Signi
 	return nil
 }
 
-// RotateSigningKey makes next the current key, in one transaction: the
-// current key is locked, marked rotated at next's creation time and kept
-// published until retireUntil, and next is inserted as current. Concurrent
-// rotations take turns; each one retires the key current when its turn
-// comes. With no current key at all it returns ErrNotFound (use
+// RotateSigningKey makes next the newest key, in one transaction, and
+// returns the key it succeeds. next signs from next.ActivatesAt (zero: its
+// creation), and the key newest until now stops signing then and stays
+// published for publish after that. Should that key itself activate later
+// (rotations racing, or clocks apart), next activates when it does
+// instead, so that the keys' signing intervals stay one after the other.
+//
+// Racing rotations are safe: the newest key is retired by one conditional
+// UPDATE, which one of them wins; a loser finds the winner's key in its
+// next statement and retires that one, so every rotation succeeds, one
+// after the other. With no key at all it returns ErrNotFound (use
 // InsertFirstSigningKey). A zero next.CreatedAt is set from the store's
 // clock. On success next holds the stored row.
-func (s *Store) RotateSigningKey(ctx context.Context, next *SigningKey, retireUntil time.Time) error {
+func (s *Store) RotateSigningKey(ctx context.Context, next *SigningKey, publish time.Duration) (previous *SigningKey, err error) {
 	const op = "rotate signing key"
+	if publish <= 0 {
+		return nil, fmt.Errorf("%s: the publication period must be positive, not %s", op, publish)
+	}
 	if next.CreatedAt.IsZero() {
 		next.CreatedAt = s.now()
 	}
-	now := next.CreatedAt.UTC()
-	return s.InTx(ctx, func(ctx context.Context) error {
-		db := s.db(ctx)
-		// Rotations (and first inserts) take turns on this lock; readers
-		// are not blocked. The row lock alone is not enough under READ
-		// COMMITTED: a rotation that waited for it would find the row no
-		// longer current and the new current one not in its snapshot.
-		if _, err := db.Exec(ctx, `LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE`); err != nil {
-			return translate(op, err)
+	if next.ActivatesAt.IsZero() {
+		next.ActivatesAt = next.CreatedAt
+	}
+	err = s.InTx(ctx, func(ctx context.Context) error {
+		for range maxRotationAttempts {
+			prev, err := s.retireNewestSigningKey(ctx, next.ActivatesAt, publish)
+			if err != nil {
+				return err
+			}
+			if prev == nil {
+				continue // lost to a concurrent rotation
+			}
+			next.ActivatesAt = *prev.RotatedAt
+			previous = prev
+			return s.insertNewestSigningKey(ctx, op, next)
 		}
-		var current string
-		err := db.QueryRow(ctx, `SELECT kid FROM signing_keys WHERE rotated_at IS NULL FOR UPDATE`).Scan(&current)
-		if err != nil {
-			return translate(op, err)
-		}
-		if _, err := db.Exec(ctx, `UPDATE signing_keys SET rotated_at = $2, expires_at = $3 WHERE kid = $1`,
-			current, now, retireUntil.UTC()); err != nil {
-			return translate(op, err)
-		}
-		return s.insertCurrentSigningKey(ctx, op, next)
+		return fmt.Errorf("%s: %d concurrent rotations won first; try again", op, maxRotationAttempts)
 	})
+	return previous, err
+}
+
+// retireNewestSigningKey makes the newest key stop signing at stopAt (or
+// when it activates, if later) and stay published for publish after, and
+// returns it. It returns nil and no error when a concurrent rotation
+// retired that key first, and ErrNotFound when there is no key at all.
+func (s *Store) retireNewestSigningKey(ctx context.Context, stopAt time.Time, publish time.Duration) (*SigningKey, error) {
+	const op = "rotate signing key"
+	db := s.db(ctx)
+	// Under READ COMMITTED an UPDATE that waited for a concurrent
+	// rotation's row lock re-checks its WHERE on the row as that rotation
+	// left it, finds it retired and updates nothing; the winner's new key
+	// is not in this statement's snapshot, but it is in the next one's.
+	rows, err := db.Query(ctx, `
+		UPDATE signing_keys SET
+			rotated_at = GREATEST($1, activates_at),
+			expires_at = GREATEST($1, activates_at) + $2 * interval '1 microsecond'
+		WHERE rotated_at IS NULL
+		RETURNING `+signingKeyColumns, stopAt.UTC(), publish.Microseconds())
+	if err != nil {
+		return nil, translate(op, err)
+	}
+	prev, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[SigningKey])
+	if err == nil {
+		prev.normalize()
+		return prev, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, translate(op, err)
+	}
+	var exists bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM signing_keys WHERE rotated_at IS NULL)`).Scan(&exists); err != nil {
+		return nil, translate(op, err)
+	}
+	if !exists {
+		return nil, fmt.Errorf("%s: there is no signing key yet: %w", op, ErrNotFound)
+	}
+	return nil, nil
 }

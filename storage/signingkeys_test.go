@@ -68,8 +68,8 @@ func TestSigningKeyFirstInsertRace(t *testing.T) {
 	store, _ := newKeyStore(t)
 	ctx := t.Context()
 
-	if _, err := store.CurrentSigningKey(ctx); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("CurrentSigningKey on an empty table: %v, want ErrNotFound", err)
+	if _, err := store.NewestSigningKey(ctx); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("NewestSigningKey on an empty table: %v, want ErrNotFound", err)
 	}
 
 	const n = 10
@@ -105,7 +105,7 @@ func TestSigningKeyFirstInsertRace(t *testing.T) {
 	if won.Load() != 1 || lost.Load() != n-1 {
 		t.Fatalf("%d inserts won and %d got ErrAlreadyExists, want 1 and %d", won.Load(), lost.Load(), n-1)
 	}
-	cur, err := store.CurrentSigningKey(ctx)
+	cur, err := store.NewestSigningKey(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,11 @@ func TestSigningKeyRoundTrip(t *testing.T) {
 	if !k.CreatedAt.Equal(clock.Now()) || k.CreatedAt.Location() != time.UTC {
 		t.Errorf("created_at %v, want the store's clock %v in UTC", k.CreatedAt, clock.Now())
 	}
-	got, err := store.CurrentSigningKey(ctx)
+	// The first key signs at once: nobody can have read keys without it.
+	if !k.ActivatesAt.Equal(k.CreatedAt) || k.ActivatesAt.Location() != time.UTC {
+		t.Errorf("first key activates at %v, want at its creation %v, in UTC", k.ActivatesAt, k.CreatedAt)
+	}
+	got, err := store.NewestSigningKey(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,16 +153,20 @@ func TestSigningKeyRoundTrip(t *testing.T) {
 	// algorithms to the supported ones.
 	bad := fakeKey("leaky")
 	bad.PublicJWK = []byte(`{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQAB"}`)
-	if err := store.RotateSigningKey(ctx, bad, clock.Now().Add(time.Hour)); err == nil {
+	if _, err := store.RotateSigningKey(ctx, bad, time.Hour); err == nil {
 		t.Error("stored a public JWK with a private member")
 	}
 	bad = fakeKey("hmac")
 	bad.Algorithm = "HS256"
-	if err := store.RotateSigningKey(ctx, bad, clock.Now().Add(time.Hour)); err == nil {
+	if _, err := store.RotateSigningKey(ctx, bad, time.Hour); err == nil {
 		t.Error("stored an HS256 key")
 	}
-	if cur, err := store.CurrentSigningKey(ctx); err != nil || cur.KID != "first" {
-		t.Errorf("after failed rotations the current key is %v (%v), want first unchanged", cur, err)
+	if _, err := store.RotateSigningKey(ctx, fakeKey("never"), 0); err == nil {
+		t.Error("rotated with a zero publication period")
+	}
+	all, err := store.ListSigningKeys(ctx)
+	if err != nil || len(all) != 1 || all[0].KID != "first" || all[0].RotatedAt != nil {
+		t.Errorf("after failed rotations the keys are %v (%v), want first alone and unchanged", all, err)
 	}
 }
 
@@ -167,28 +175,40 @@ func TestSigningKeyRotation(t *testing.T) {
 	store, clock := newKeyStore(t)
 	ctx := t.Context()
 	t0 := clock.Now()
+	const publish = 2 * time.Hour
 
-	if err := store.RotateSigningKey(ctx, fakeKey("orphan"), t0.Add(time.Hour)); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("RotateSigningKey with no current key: %v, want ErrNotFound", err)
+	if _, err := store.RotateSigningKey(ctx, fakeKey("orphan"), publish); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("RotateSigningKey with no key: %v, want ErrNotFound", err)
 	}
 	if err := store.InsertFirstSigningKey(ctx, fakeKey("old")); err != nil {
 		t.Fatal(err)
 	}
 
+	// A rotation at t0+10m whose key signs from t0+13m: the old key signs
+	// until then and is published for publish after that, not after the
+	// rotation.
 	clock.Set(t0.Add(10 * time.Minute))
 	rotatedAt := clock.Now()
-	retireUntil := rotatedAt.Add(2 * time.Hour)
+	activatesAt := rotatedAt.Add(3 * time.Minute)
+	retireUntil := activatesAt.Add(publish)
 	next := fakeKey("new")
-	if err := store.RotateSigningKey(ctx, next, retireUntil); err != nil {
+	next.ActivatesAt = activatesAt
+	prev, err := store.RotateSigningKey(ctx, next, publish)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !next.CreatedAt.Equal(rotatedAt) || next.RotatedAt != nil {
-		t.Errorf("rotated-in key: created %v rotated %v, want created %v and current", next.CreatedAt, next.RotatedAt, rotatedAt)
+	if !next.CreatedAt.Equal(rotatedAt) || !next.ActivatesAt.Equal(activatesAt) || next.RotatedAt != nil || next.ExpiresAt != nil {
+		t.Errorf("rotated-in key: created %v activates %v rotated %v expires %v; want created %v, activating %v, newest",
+			next.CreatedAt, next.ActivatesAt, next.RotatedAt, next.ExpiresAt, rotatedAt, activatesAt)
+	}
+	if prev == nil || prev.KID != "old" || prev.RotatedAt == nil || !prev.RotatedAt.Equal(activatesAt) ||
+		prev.ExpiresAt == nil || !prev.ExpiresAt.Equal(retireUntil) {
+		t.Fatalf("previous key %+v; want old, signing until %v and published until %v", prev, activatesAt, retireUntil)
 	}
 
-	cur, err := store.CurrentSigningKey(ctx)
+	cur, err := store.NewestSigningKey(ctx)
 	if err != nil || cur.KID != "new" {
-		t.Fatalf("current key %v (%v), want new", cur, err)
+		t.Fatalf("newest key %v (%v), want new", cur, err)
 	}
 	all, err := store.ListSigningKeys(ctx)
 	if err != nil {
@@ -198,18 +218,19 @@ func TestSigningKeyRotation(t *testing.T) {
 		t.Fatalf("ListSigningKeys = %v, want [new old]", got)
 	}
 	old := all[1]
-	if old.RotatedAt == nil || !old.RotatedAt.Equal(rotatedAt) || old.ExpiresAt == nil || !old.ExpiresAt.Equal(retireUntil) {
-		t.Errorf("old key rotated_at %v expires_at %v, want %v and %v", old.RotatedAt, old.ExpiresAt, rotatedAt, retireUntil)
+	if !old.ActivatesAt.Equal(t0) || !old.RotatedAt.Equal(activatesAt) || !old.ExpiresAt.Equal(retireUntil) {
+		t.Errorf("old key signs [%v, %v) and is published until %v; want [%v, %v) and %v",
+			old.ActivatesAt, old.RotatedAt, old.ExpiresAt, t0, activatesAt, retireUntil)
 	}
-	if old.RotatedAt.Location() != time.UTC || old.ExpiresAt.Location() != time.UTC {
-		t.Errorf("times not in UTC: %v %v", old.RotatedAt, old.ExpiresAt)
+	if old.ActivatesAt.Location() != time.UTC || old.RotatedAt.Location() != time.UTC || old.ExpiresAt.Location() != time.UTC {
+		t.Errorf("times not in UTC: %v %v %v", old.ActivatesAt, old.RotatedAt, old.ExpiresAt)
 	}
 
 	for _, tc := range []struct {
 		at   time.Time
 		want string
 	}{
-		{rotatedAt, "[new old]"},
+		{rotatedAt, "[new old]"}, // the new key is published before it signs
 		{retireUntil.Add(-time.Second), "[new old]"},
 		{retireUntil, "[new]"},
 		{retireUntil.Add(time.Hour), "[new]"},
@@ -222,10 +243,27 @@ func TestSigningKeyRotation(t *testing.T) {
 			t.Errorf("PublishedSigningKeys at retire%+v = %s, want %s", tc.at.Sub(retireUntil), got, tc.want)
 		}
 	}
+
+	// A rotation asking for an activation before the newest key's own
+	// (a clock behind, or two rotations racing) activates with it
+	// instead, so that the keys still sign one after the other; the key it
+	// retires never signs.
+	third := fakeKey("third")
+	third.ActivatesAt = rotatedAt.Add(time.Minute)
+	prev, err = store.RotateSigningKey(ctx, third, publish)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prev.KID != "new" || !third.ActivatesAt.Equal(activatesAt) || !prev.RotatedAt.Equal(activatesAt) ||
+		!prev.ExpiresAt.Equal(retireUntil) {
+		t.Errorf("rotation before the newest key activates: third activates %v, %s signs until %v, published until %v; want %v for both and %v",
+			third.ActivatesAt, prev.KID, prev.RotatedAt, prev.ExpiresAt, activatesAt, retireUntil)
+	}
 }
 
-// TestSigningKeyConcurrentRotations: rotations take turns on the current
-// row's lock; every one succeeds and retires the key current at its turn.
+// TestSigningKeyConcurrentRotations: racing rotations each retire the key
+// newest when they win the conditional UPDATE; every one succeeds, no two
+// retire the same key, and the keys' signing intervals follow one another.
 func TestSigningKeyConcurrentRotations(t *testing.T) {
 	t.Parallel()
 	store, clock := newKeyStore(t)
@@ -234,34 +272,69 @@ func TestSigningKeyConcurrentRotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 5
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		errs    = make(chan error, n)
+		retired = make(chan string, n)
+	)
 	for i := range n {
 		wg.Go(func() {
 			k := fakeKey(fmt.Sprintf("k%d", i+1))
 			k.CreatedAt = clock.Now().Add(time.Duration(i+1) * time.Second)
-			errs <- store.RotateSigningKey(ctx, k, clock.Now().Add(time.Hour))
+			k.ActivatesAt = k.CreatedAt.Add(time.Minute)
+			<-start
+			prev, err := store.RotateSigningKey(ctx, k, time.Hour)
+			errs <- err
+			if prev != nil {
+				retired <- prev.KID
+			}
 		})
 	}
+	close(start)
 	wg.Wait()
 	close(errs)
+	close(retired)
 	for err := range errs {
 		if err != nil {
 			t.Errorf("RotateSigningKey: %v", err)
 		}
 	}
+	seen := map[string]bool{}
+	for kid := range retired {
+		if seen[kid] {
+			t.Errorf("two rotations retired %s", kid)
+		}
+		seen[kid] = true
+	}
 	all, err := store.ListSigningKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	current := 0
+	newest := 0
+	stops := map[time.Time]int{}
 	for _, k := range all {
 		if k.RotatedAt == nil {
-			current++
+			newest++
+			continue
 		}
+		if k.RotatedAt.Before(k.ActivatesAt) {
+			t.Errorf("%s stops signing at %v, before it starts at %v", k.KID, k.RotatedAt, k.ActivatesAt)
+		}
+		stops[*k.RotatedAt]++
 	}
-	if len(all) != n+1 || current != 1 {
-		t.Errorf("%d keys, %d current; want %d and 1", len(all), current, n+1)
+	if len(all) != n+1 || newest != 1 || len(seen) != n {
+		t.Fatalf("%d keys, %d newest, %d retired; want %d, 1 and %d", len(all), newest, len(seen), n+1, n)
+	}
+	// Each key but the first starts signing when another stops.
+	for _, k := range all {
+		if k.KID == "k0" {
+			continue
+		}
+		if stops[k.ActivatesAt] == 0 {
+			t.Errorf("%s starts signing at %v, when no key stops", k.KID, k.ActivatesAt)
+		}
+		stops[k.ActivatesAt]--
 	}
 }
 
@@ -272,10 +345,11 @@ func TestSigningKeyJanitor(t *testing.T) {
 	if err := store.InsertFirstSigningKey(ctx, fakeKey("old")); err != nil {
 		t.Fatal(err)
 	}
-	retireUntil := clock.Now().Add(time.Hour)
-	if err := store.RotateSigningKey(ctx, fakeKey("new"), retireUntil); err != nil {
+	prev, err := store.RotateSigningKey(ctx, fakeKey("new"), time.Hour)
+	if err != nil {
 		t.Fatal(err)
 	}
+	retireUntil := *prev.ExpiresAt
 
 	deleted, err := store.DeleteExpired(ctx, 10)
 	if err != nil {
@@ -298,6 +372,6 @@ func TestSigningKeyJanitor(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(kids(all)); got != "[new]" {
-		t.Errorf("keys left: %s, want [new] (the current key never expires)", got)
+		t.Errorf("keys left: %s, want [new] (the newest key never expires)", got)
 	}
 }

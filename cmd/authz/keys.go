@@ -30,9 +30,10 @@ func (c *cli) keys(ctx context.Context, args []string) error {
 	return usagef("keys: unknown subcommand %q (one of: %s)", args[0], strings.Join(subs, ", "))
 }
 
-// keysRotate makes a new signing key current. The old one stays published
-// until the tokens it signed have expired; running servers switch to the
-// new key within 30 seconds.
+// keysRotate adds a new signing key. Running servers publish it within 30
+// seconds and sign with it from its activation time, a few minutes later;
+// the old key signs until then and stays published until the tokens it
+// signed have expired.
 func (c *cli) keysRotate(ctx context.Context, args []string) error {
 	fs := newFlags("keys rotate")
 	dbURL := dbFlag(fs)
@@ -61,30 +62,18 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeStore()
-	kid, err := authz.RotateSigningKey(ctx, store, cfg, *alg)
+	r, err := authz.RotateSigningKey(ctx, store, cfg, *alg)
 	if err != nil {
 		return err
 	}
-	keys, err := authz.SigningKeys(ctx, store)
-	if err != nil {
+	if r.Previous == nil {
+		_, err = fmt.Fprintf(c.stdout, "created first key %s (%s), signing now\n", r.Key.KID, r.Key.Algorithm)
 		return err
 	}
-	// The key this rotation retired is the one whose rotation time is the
-	// new key's creation time: both are set in the same transaction.
-	var created time.Time
-	for _, k := range keys {
-		if k.KID == kid {
-			created = k.CreatedAt
-		}
-	}
-	for _, k := range keys {
-		if k.RotatedAt != nil && k.RotatedAt.Equal(created) && k.ExpiresAt != nil {
-			_, err = fmt.Fprintf(c.stdout, "rotated: new current key %s (%s); previous key %s stays published until %s\n",
-				kid, *alg, k.KID, k.ExpiresAt.UTC().Format(time.RFC3339))
-			return err
-		}
-	}
-	_, err = fmt.Fprintf(c.stdout, "created first key %s (%s)\n", kid, *alg)
+	_, err = fmt.Fprintf(c.stdout, "rotated: new key %s (%s) is published now and signs from %s; "+
+		"previous key %s signs until then and stays published until %s\n",
+		r.Key.KID, r.Key.Algorithm, r.Key.ActivatesAt.UTC().Format(time.RFC3339),
+		r.Previous.KID, timeOrDash(r.Previous.ExpiresAt))
 	return err
 }
 
@@ -106,10 +95,11 @@ func (c *cli) keysList(ctx context.Context, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KID\tALG\tSTATE\tCREATED\tRETIRED\tPUBLISHED UNTIL")
+	fmt.Fprintln(tw, "KID\tALG\tSTATE\tCREATED\tSIGNS FROM\tSIGNS UNTIL\tPUBLISHED UNTIL")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.KID, k.Algorithm, k.State,
-			k.CreatedAt.UTC().Format(time.RFC3339), timeOrDash(k.RotatedAt), timeOrDash(k.ExpiresAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.KID, k.Algorithm, k.State,
+			k.CreatedAt.UTC().Format(time.RFC3339), k.ActivatesAt.UTC().Format(time.RFC3339),
+			timeOrDash(k.RotatedAt), timeOrDash(k.ExpiresAt))
 	}
 	return tw.Flush()
 }

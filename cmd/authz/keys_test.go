@@ -28,7 +28,7 @@ func TestKeysRotateAndList(t *testing.T) {
 	}
 
 	out := mustRun(t, e, "", "keys", "rotate")
-	m := regexp.MustCompile(`^created first key ([A-Za-z0-9_-]{43}) \(RS256\)\n$`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`^created first key ([A-Za-z0-9_-]{43}) \(RS256\), signing now\n$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("first keys rotate printed %q", out)
 	}
@@ -36,31 +36,39 @@ func TestKeysRotateAndList(t *testing.T) {
 
 	before := time.Now().UTC().Truncate(time.Second)
 	out = mustRun(t, e, "", "keys", "rotate", "--alg", "ES256")
-	m = regexp.MustCompile(`^rotated: new current key ([A-Za-z0-9_-]{43}) \(ES256\); previous key (\S+) stays published until (\S+)\n$`).FindStringSubmatch(out)
+	m = regexp.MustCompile(`^rotated: new key ([A-Za-z0-9_-]{43}) \(ES256\) is published now and signs from (\S+); ` +
+		`previous key (\S+) signs until then and stays published until (\S+)\n$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("keys rotate --alg ES256 printed %q", out)
 	}
 	second := m[1]
-	if m[2] != first {
-		t.Errorf("previous key %s, want %s", m[2], first)
+	if m[3] != first {
+		t.Errorf("previous key %s, want %s", m[3], first)
 	}
-	until, err := time.Parse(time.RFC3339, m[3])
+	from, err := time.Parse(time.RFC3339, m[2])
 	if err != nil {
-		t.Fatalf("published-until %q is not RFC 3339: %v", m[3], err)
+		t.Fatalf("signs-from %q is not RFC 3339: %v", m[2], err)
 	}
-	if d := until.Sub(before); d < 75*time.Minute || d > 76*time.Minute {
-		t.Errorf("previous key published until %s, want now + 1h15m (ID token + access token lifespans)", until)
+	if d := from.Sub(before); d < authz.KeyActivationDelay || d > authz.KeyActivationDelay+time.Minute {
+		t.Errorf("new key signs from %s, want now + %s", from, authz.KeyActivationDelay)
+	}
+	until, err := time.Parse(time.RFC3339, m[4])
+	if err != nil {
+		t.Fatalf("published-until %q is not RFC 3339: %v", m[4], err)
+	}
+	if d := until.Sub(from); d != 75*time.Minute {
+		t.Errorf("previous key published until %s, want %s + 1h15m (ID token + access token lifespans from when it stops signing)", until, from)
 	}
 
 	out = mustRun(t, e, "", "keys", "list")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !regexp.MustCompile(`^KID\s+ALG\s+STATE\s+CREATED\s+RETIRED\s+PUBLISHED UNTIL$`).MatchString(lines[0]) {
+	if len(lines) != 3 || !regexp.MustCompile(`^KID\s+ALG\s+STATE\s+CREATED\s+SIGNS FROM\s+SIGNS UNTIL\s+PUBLISHED UNTIL$`).MatchString(lines[0]) {
 		t.Fatalf("keys list printed:\n%s", out)
 	}
-	if !regexp.MustCompile(`^` + second + `\s+ES256\s+current\s+\S+Z\s+-\s+-$`).MatchString(lines[1]) {
-		t.Errorf("keys list: current key line %q", lines[1])
+	if !regexp.MustCompile(`^` + second + `\s+ES256\s+next\s+\S+Z\s+` + regexp.QuoteMeta(m[2]) + `\s+-\s+-$`).MatchString(lines[1]) {
+		t.Errorf("keys list: new key line %q", lines[1])
 	}
-	if !regexp.MustCompile(`^` + first + `\s+RS256\s+published\s+\S+Z\s+\S+Z\s+` + regexp.QuoteMeta(m[3]) + `$`).MatchString(lines[2]) {
+	if !regexp.MustCompile(`^` + first + `\s+RS256\s+current\s+\S+Z\s+\S+Z\s+` + regexp.QuoteMeta(m[2]) + `\s+` + regexp.QuoteMeta(m[4]) + `$`).MatchString(lines[2]) {
 		t.Errorf("keys list: previous key line %q", lines[2])
 	}
 
@@ -68,8 +76,8 @@ func TestKeysRotateAndList(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRun(t, e, "", "keys", "list", "--format", "json")), &keys); err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 2 || keys[0].KID != second || keys[0].State != "current" || keys[1].KID != first ||
-		keys[1].State != "published" || keys[1].ExpiresAt == nil || !keys[1].ExpiresAt.Truncate(time.Second).Equal(until) {
+	if len(keys) != 2 || keys[0].KID != second || keys[0].State != "next" || !keys[0].ActivatesAt.Truncate(time.Second).Equal(from) ||
+		keys[1].KID != first || keys[1].State != "current" || keys[1].ExpiresAt == nil || !keys[1].ExpiresAt.Truncate(time.Second).Equal(until) {
 		t.Errorf("keys list --format json: %+v", keys)
 	}
 	// Only metadata: nothing of any key.
