@@ -44,6 +44,7 @@ type adminStore interface {
 	DeleteUser(ctx context.Context, id string) error
 	DeleteUserLoginSessions(ctx context.Context, userID string) (int64, error)
 	WithdrawConsents(ctx context.Context, userID, clientID string) (int64, error)
+	UnlockUser(ctx context.Context, username string) (bool, error)
 }
 
 var _ adminStore = (*storage.Store)(nil)
@@ -123,6 +124,7 @@ func (a *admin) routes() http.Handler {
 	r.Handle("/admin/users/{id}", adminMethods{http.MethodGet: a.getUser, http.MethodPatch: a.patchUser, http.MethodDelete: a.deleteUser})
 	r.Handle("/admin/users/{id}/sessions", adminMethods{http.MethodDelete: a.deleteSessions})
 	r.Handle("/admin/users/{id}/consents", adminMethods{http.MethodDelete: a.withdrawConsents})
+	r.Handle("/admin/users/{id}/unlock", adminMethods{http.MethodPost: a.unlockUser})
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, r, a.log, &apiError{Status: http.StatusNotFound, Code: "not_found", Description: "there is no admin endpoint at " + r.URL.EscapedPath()})
 	})
@@ -588,6 +590,28 @@ func (a *admin) deleteSessions(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// unlockUser lets a user whose username is locked or delayed by failed
+// sign-ins (authz/throttle.go) sign in again at once. Unlocking a user who
+// is not locked is not an error.
+func (a *admin) unlockUser(w http.ResponseWriter, r *http.Request) {
+	id := adminPathVar(r, "id")
+	if err := adminNoQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	u, err := a.store.User(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, adminOrNotFound(err, "user", id))
+		return
+	}
+	if _, err := a.store.UnlockUser(r.Context(), u.Username); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("user unlocked", "user_id", u.ID)
 	w.WriteHeader(http.StatusNoContent)
 }
 

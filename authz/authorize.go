@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -262,47 +261,38 @@ func loginProof(secret []byte, r *http.Request, cookieName string, p prompt, cli
 	return csrfMAC(secret, "login-proof:"+clientID+":"+demand+":"+strconv.FormatInt(authTime.UnixNano(), 10)+":"+browser)
 }
 
-// login checks the submitted credentials. On success it starts a login
-// session and reports the user, and the flow continues in this response.
-// On failure it has already answered.
+// login checks the submitted credentials under the throttles (checkLogin).
+// On success it starts a login session under a new id, ending the one the
+// browser came with, and reports the user; the flow continues in this
+// response. On failure it has already answered.
 func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, in pageInput) (*storage.User, time.Time, bool) {
 	ctx := r.Context()
-	// Guessing is slowed per username and client address: after
-	// maxLoginFailures failures in loginFailureWindow, that pair waits.
-	// The attempt is counted before the password is checked, so
-	// simultaneous attempts cannot all slip under the limit.
-	key := strings.ReplaceAll(strings.ToValidUTF8(strings.ToLower(in.username), "?"), "\x00", "?") + "|" + clientAddr(r)
-	attempts, err := h.store.RecordLoginAttempt(ctx, key, loginFailureWindow)
-	if err != nil {
-		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+	user, err := h.checkLogin(ctx, r, in.username, in.password)
+	var refused *loginRefused
+	switch {
+	case errors.As(err, &refused):
+		h.log.Warn("login throttled", "client_id", client.ID, "addr", h.clientAddr(r).String(), "by", refused.by, "retry_after", refused.retryAfter)
+		setRetryAfter(w.Header(), refused.retryAfter)
+		h.showLogin(w, r, ar, client, in.username, refused.message(), http.StatusTooManyRequests)
 		return nil, time.Time{}, false
-	}
-	if attempts > maxLoginFailures {
-		h.log.Warn("login throttled", "client_id", client.ID, "addr", clientAddr(r))
-		h.showLogin(w, r, ar, client, in.username, "Too many failed attempts. Wait 15 minutes, then try again.", http.StatusTooManyRequests)
-		return nil, time.Time{}, false
-	}
-	user, err := h.store.Authenticate(ctx, in.username, in.password)
-	if errors.Is(err, storage.ErrInvalidCredentials) {
+	case errors.Is(err, storage.ErrInvalidCredentials):
 		h.log.Info("login failed", "client_id", client.ID)
 		h.showLogin(w, r, ar, client, in.username, "Incorrect username or password.", http.StatusOK)
 		return nil, time.Time{}, false
-	}
-	if errors.Is(err, storage.ErrBusy) {
+	case errors.Is(err, storage.ErrBusy):
 		h.log.Warn("login refused: too many password checks in progress")
+		setRetryAfter(w.Header(), busyRetryAfter)
 		h.showLogin(w, r, ar, client, in.username, "The service is busy. Please try again in a moment.", http.StatusServiceUnavailable)
 		return nil, time.Time{}, false
-	}
-	if err == nil {
-		if cerr := h.store.ClearLoginFailures(ctx, key); cerr != nil {
-			h.log.Error("clear login failures", "err", cerr)
-		}
-	}
-	if err != nil {
+	case err != nil:
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return nil, time.Time{}, false
 	}
-	cookie, sess, err := h.store.CreateLoginSession(ctx, user.ID, h.cfg.LoginSessionLifespan)
+	previous := ""
+	if c, err := r.Cookie(h.sessionCookie); err == nil {
+		previous = c.Value
+	}
+	cookie, sess, err := h.store.StartLoginSession(ctx, user.ID, h.cfg.LoginSessionLifespan, previous)
 	if err != nil {
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return nil, time.Time{}, false
@@ -333,22 +323,6 @@ func (h *Handler) checkPKCE(client *storage.Client, form url.Values) error {
 	default:
 		return fosite.ErrInvalidRequest.WithHintf("The code_challenge_method %q is not supported; use S256.", method)
 	}
-}
-
-// Login throttling.
-const (
-	maxLoginFailures   = 10
-	loginFailureWindow = 15 * time.Minute
-)
-
-// clientAddr is the address the request came from, without the port. Behind
-// a proxy that is the proxy's; see the README.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // currentUser returns the signed-in user of this browser, or nil.
@@ -474,7 +448,7 @@ func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.
 func (h *Handler) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= 500 {
-		h.log.Error("authorize failed", "err", err, "debug", rfc.Debug())
+		failed(r.Context(), err)
 	} else {
 		h.log.Debug("authorize rejected", "error", rfc.ErrorField, "hint", rfc.HintField)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -79,6 +80,12 @@ type Config struct {
 	// 0 is strict RFC 9700 4.14.2: every reuse revokes.
 	RefreshReuseWindow time.Duration
 
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client. A request from any other peer is taken to come from the
+	// peer itself, whatever it claims: per-address throttling would
+	// otherwise trust an attacker's word for its address.
+	TrustedProxies []netip.Prefix
+
 	// Now is the clock; tests move it. Nil means time.Now.
 	Now func() time.Time
 }
@@ -147,6 +154,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if v := getenv("AUTHZ_REGISTRATION_SCOPES"); v != "" {
 		c.RegistrationScopes = strings.Fields(strings.ReplaceAll(v, ",", " "))
 	}
+	if v := getenv("AUTHZ_TRUSTED_PROXIES"); v != "" {
+		proxies, err := ParseTrustedProxies(v)
+		if err != nil {
+			return c, err
+		}
+		c.TrustedProxies = proxies
+	}
 	if c.Listen == "" {
 		c.Listen = ":8080"
 	}
@@ -205,6 +219,32 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		*b.dst = parsed
 	}
 	return c, nil
+}
+
+// ParseTrustedProxies parses AUTHZ_TRUSTED_PROXIES: comma-separated CIDRs
+// (10.0.0.0/8, fd00::/8); a bare address stands for itself alone.
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			a, aerr := netip.ParseAddr(part)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("AUTHZ_TRUSTED_PROXIES: %q is not a CIDR like 10.0.0.0/8 or fd00::/8, nor an IP address", part)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		// Peers are compared unmapped: ::ffff:10.0.0.1 is 10.0.0.1.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // ParseSecrets splits a comma-separated list of system secrets.

@@ -39,13 +39,14 @@ type Store interface {
 
 	Authenticate(ctx context.Context, username, password string) (*storage.User, error)
 	User(ctx context.Context, id string) (*storage.User, error)
-	CreateLoginSession(ctx context.Context, userID string, ttl time.Duration) (string, *storage.LoginSession, error)
 	SessionUser(ctx context.Context, cookie string) (*storage.User, *storage.LoginSession, error)
 	DeleteLoginSession(ctx context.Context, cookie string) error
 	SaveConsent(ctx context.Context, userID, clientID string, scopes []string, ttl time.Duration) error
 	HasConsent(ctx context.Context, userID, clientID string, scopes []string) (bool, error)
-	RecordLoginAttempt(ctx context.Context, key string, window time.Duration) (int, error)
-	ClearLoginFailures(ctx context.Context, key string) error
+	CountAttempt(ctx context.Context, key string, p storage.ThrottlePolicy) (storage.Attempt, error)
+	UncountAttempt(ctx context.Context, key string, windowStart time.Time) error
+	ResetThrottle(ctx context.Context, key string) (bool, error)
+	StartLoginSession(ctx context.Context, userID string, ttl time.Duration, previous string) (string, *storage.LoginSession, error)
 	Ping(ctx context.Context) error
 }
 

@@ -59,7 +59,7 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		EnforcePKCEForPublicClients:    true,
 		EnablePKCEPlainChallengeMethod: cfg.AllowPlainPKCE,
 		SendDebugMessagesToClients:     cfg.Debug,
-		ClientSecretsHasher:            storage.SecretHasher{},
+		ClientSecretsHasher:            throttledHasher{storage.SecretHasher{}},
 		// A refresh token goes to every client registered for the
 		// refresh_token grant; offline_access is not required (README).
 		RefreshTokenScopes:  []string{},
@@ -89,7 +89,7 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		compose.OpenIDConnectRefreshFactory,
 	}
 	provider := fosite.NewOAuth2Provider(store, fc)
-	fc.ClientAuthenticationStrategy = withAssertionChecks(func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+	fc.ClientAuthenticationStrategy = withAssertionChecks(withClientThrottle(store, func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
 		c, err := provider.DefaultClientAuthenticationStrategy(ctx, r, form)
 		// fosite answers a replayed assertion with 400 jti_known; it is a
 		// failed client authentication (RFC 7523 3): 401 invalid_client.
@@ -97,7 +97,7 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 			return nil, fosite.ErrInvalidClient.WithWrap(err).WithHint("The client assertion was already used: its jti has been seen before.")
 		}
 		return c, err
-	})
+	}))
 	for _, factory := range factories {
 		h := factory(fc, store, s)
 		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {

@@ -137,7 +137,18 @@ func (h *Handler) writeAccessError(ctx context.Context, w http.ResponseWriter, a
 	if rfc.CodeField == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="authz", error="invalid_client"`)
 	}
+	setRetryAfterFor(w.Header(), err)
 	h.provider.WriteAccessError(ctx, w, ar, err)
+}
+
+// setRetryAfterFor sets Retry-After on the answer to err when a throttle
+// refused the request or the server is overloaded.
+func setRetryAfterFor(hd http.Header, err error) {
+	if d, ok := retryAfterOf(err); ok {
+		setRetryAfter(hd, d)
+	} else if fosite.ErrorToRFC6749Error(err).CodeField == http.StatusServiceUnavailable {
+		hd.Set("Retry-After", retryAfterSeconds)
+	}
 }
 
 // introspect serves POST /oauth2/introspect (RFC 7662). Only an
@@ -153,7 +164,10 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := h.provider.AuthenticateClient(ctx, r, r.PostForm)
 	if err != nil {
-		h.writeAccessError(ctx, w, nil, fosite.ErrInvalidClient.WithWrap(err).WithHint("Introspection requires client authentication."))
+		if fosite.ErrorToRFC6749Error(err).CodeField < 500 {
+			err = fosite.ErrInvalidClient.WithWrap(err).WithHint("Introspection requires client authentication.")
+		}
+		h.writeAccessError(ctx, w, nil, err)
 		return
 	}
 	if client.IsPublic() {
@@ -243,11 +257,16 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		rfc := fosite.ErrorToRFC6749Error(err)
 		if rfc.CodeField >= 500 {
-			failed(r.Context(), err)
+			// fosite answers every error but invalid_request and
+			// invalid_client with 200: a revocation that did not happen
+			// must not claim success (RFC 7009 2.2.1).
+			h.writeAccessError(r.Context(), w, nil, err)
+			return
 		}
 		if rfc.CodeField == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="authz", error="invalid_client"`)
 		}
+		setRetryAfterFor(w.Header(), err)
 	}
 	h.provider.WriteRevocationResponse(r.Context(), w, err)
 }

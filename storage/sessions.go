@@ -23,6 +23,14 @@ type LoginSession struct {
 // CreateLoginSession starts a session for userID lasting ttl and returns the
 // value for the browser's cookie.
 func (s *Store) CreateLoginSession(ctx context.Context, userID string, ttl time.Duration) (cookie string, sess *LoginSession, err error) {
+	return s.StartLoginSession(ctx, userID, ttl, "")
+}
+
+// StartLoginSession starts a session for userID lasting ttl, under a new
+// random id, and ends the session behind previous, the cookie the browser
+// came with (if any), in the same statement. A sign-in never keeps an id
+// someone else may have known or planted (session fixation).
+func (s *Store) StartLoginSession(ctx context.Context, userID string, ttl time.Duration, previous string) (cookie string, sess *LoginSession, err error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", nil, fmt.Errorf("create login session: %w", err)
@@ -30,9 +38,15 @@ func (s *Store) CreateLoginSession(ctx context.Context, userID string, ttl time.
 	cookie = base64.RawURLEncoding.EncodeToString(b)
 	now := s.now().UTC().Truncate(time.Microsecond) // what PostgreSQL keeps
 	sess = &LoginSession{UserID: userID, AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	var ended *string
+	if previous != "" {
+		h := hashKey(previous)
+		ended = &h
+	}
 	_, err = s.db(ctx).Exec(ctx, `
+		WITH ended AS (DELETE FROM login_sessions WHERE id_hash = $6)
 		INSERT INTO login_sessions (id_hash, user_id, auth_time, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5)`, hashKey(cookie), userID, sess.AuthTime, sess.CreatedAt, sess.ExpiresAt)
+		VALUES ($1, $2, $3, $4, $5)`, hashKey(cookie), userID, sess.AuthTime, sess.CreatedAt, sess.ExpiresAt, ended)
 	if err != nil {
 		return "", nil, translate("create login session", err)
 	}

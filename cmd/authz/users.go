@@ -194,3 +194,36 @@ func readPassword(r io.Reader) (string, error) {
 	}
 	return password, nil
 }
+
+// usersUnlock lets a user whom failed sign-ins have delayed or locked out
+// sign in again at once.
+func (c *cli) usersUnlock(ctx context.Context, args []string) error {
+	fs := newFlags("users unlock")
+	dbURL := dbFlag(fs)
+	pos, err := c.parse(fs, "USERNAME [flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("users unlock: expected one username (usage: authz users unlock USERNAME)")
+	}
+	store, closeStore, err := c.openStore(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	u, err := userByName(ctx, store, pos[0])
+	if err != nil {
+		return err
+	}
+	locked, err := store.UnlockUser(ctx, u.Username)
+	if err != nil {
+		return err
+	}
+	if !locked {
+		_, err = fmt.Fprintf(c.stdout, "user %s was not locked; their count of failed sign-ins is reset\n", u.Username)
+		return err
+	}
+	_, err = fmt.Fprintf(c.stdout, "unlocked user %s\n", u.Username)
+	return err
+}
