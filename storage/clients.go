@@ -193,7 +193,7 @@ func clientArgs(c *Client) []any {
 	return []any{
 		c.ID, c.SecretHash, c.Name, nonNilStrings(c.RedirectURIs), nonNilStrings(c.GrantTypes),
 		nonNilStrings(c.ResponseTypes), nonNilStrings(c.Scopes), nonNilStrings(c.Audience),
-		c.TokenEndpointAuthMethod, c.Public, c.SkipConsent, nilIfEmpty(c.JWKS), c.JWKSURI,
+		c.TokenEndpointAuthMethod, c.Public, c.SkipConsent, jsonArg(c.JWKS), c.JWKSURI,
 		nonNilStrings(c.PostLogoutRedirectURIs), c.LogoURI, c.ClientURI, nonNilStrings(c.Contacts),
 		c.RotatedSecretHash, c.RotatedSecretExpiresAt, c.RegistrationTokenHash,
 		c.TokenEndpointAuthSigningAlg, c.AccessTokenLifespan, c.RefreshTokenLifespan, c.IDTokenLifespan,
@@ -210,7 +210,7 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 			post_logout_redirect_uris, logo_uri, client_uri, contacts,
 			rotated_secret_hash, rotated_secret_expires_at, registration_token_hash,
 			token_endpoint_auth_signing_alg, access_token_lifespan, refresh_token_lifespan, id_token_lifespan)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17,
 			$18, $19, $20, $21, $22, $23, $24)
 		RETURNING `+clientColumns(""), clientArgs(c)...)
 	if err != nil {
@@ -232,7 +232,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 	rows, err := s.db(ctx).Query(ctx, `
 		UPDATE clients SET secret_hash = $2, name = $3, redirect_uris = $4, grant_types = $5,
 			response_types = $6, scopes = $7, audience = $8, token_endpoint_auth_method = $9,
-			public = $10, skip_consent = $11, jwks = $12, jwks_uri = $13,
+			public = $10, skip_consent = $11, jwks = $12::jsonb, jwks_uri = $13,
 			post_logout_redirect_uris = $14, logo_uri = $15, client_uri = $16, contacts = $17,
 			rotated_secret_hash = $18, rotated_secret_expires_at = $19, registration_token_hash = $20,
 			token_endpoint_auth_signing_alg = $21, access_token_lifespan = $22,
@@ -384,9 +384,12 @@ func nonNilStrings(a []string) []string {
 	return a
 }
 
-func nilIfEmpty(b []byte) any {
+// jsonArg passes JSON as text, for a parameter cast to jsonb: as []byte,
+// pgx's exec and simple_protocol modes (used behind a pooler) would send
+// bytea. Empty is NULL.
+func jsonArg(b []byte) any {
 	if len(b) == 0 {
 		return nil
 	}
-	return b
+	return string(b)
 }

@@ -76,12 +76,14 @@ func (s *Store) createRequest(ctx context.Context, table requestTable, signature
 	}
 	cols := `signature, request_id, requested_at, client_id, subject, requested_scopes, granted_scopes,
 		requested_audience, granted_audience, form, session, expires_at`
-	vals := `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12`
+	// JSON goes as text with a cast, which every pgx query exec mode
+	// types right (as []byte, exec and simple_protocol would send bytea).
+	vals := `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12`
 	args := []any{
 		signature, r.GetID(), r.GetRequestedAt().UTC(), r.GetClient().GetID(), subject,
 		nonNil(r.GetRequestedScopes()), nonNil(r.GetGrantedScopes()),
 		nonNil(r.GetRequestedAudience()), nonNil(r.GetGrantedAudience()),
-		form, session, expiresAt,
+		string(form), string(session), expiresAt,
 	}
 	if extraCol != "" {
 		cols += ", " + extraCol

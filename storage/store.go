@@ -109,9 +109,14 @@ func beginQuery(ctx context.Context) string {
 	if commitBy < 1 {
 		commitBy = 1
 	}
+	// statement_timeout runs a second past the deadline: it only stops
+	// work the server would otherwise finish for nobody. Were it to fire
+	// first on a COMMIT waiting for a synchronous standby, PostgreSQL
+	// would report that commit successful with a mere warning, before the
+	// standby had it; the deadline closes the connection instead.
 	return fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d; "+
 		"SELECT set_config('authz.commit_by', (clock_timestamp() + interval '%d milliseconds')::text, true)",
-		left, left, commitBy)
+		left+1000, left, commitBy)
 }
 
 // Commit commits the transaction carried by ctx.

@@ -33,6 +33,7 @@ Commands:
   users enable USERNAME     let a disabled user log in again
   users set-password USERNAME --password-stdin
                             set a user's password, read from stdin
+  users unlock USERNAME     let a user locked out by failed sign-ins sign in again now
   keys rotate               make a new signing key current (--alg RS256 or ES256); the previous
                             one stays published until the tokens it signed have expired
   keys list                 list signing keys (a table; --format json for a JSON array)
@@ -44,6 +45,11 @@ Run "authz <command> -h" for a command's flags.
 Environment:
   AUTHZ_DATABASE_URL        PostgreSQL URL, e.g. postgres://user:pass@localhost:5432/authz
                             (DATABASE_URL is used when it is unset; --database-url wins over both)
+  AUTHZ_DATABASE_POOLER     none (default), or transaction when the URL is a pooler in transaction
+                            mode (PgBouncer): no session settings, no prepared statements
+  AUTHZ_MIGRATE_DATABASE_URL
+                            direct PostgreSQL URL for migrations (migrate, serve --migrate, dev
+                            on a configured database); required with AUTHZ_DATABASE_POOLER=transaction
   AUTHZ_ISSUER              public base URL of the server (default http://localhost:8080)
   AUTHZ_LISTEN              address to listen on (default :8080)
   AUTHZ_SECRETS             system secrets, comma-separated, 32+ bytes each; the first signs
@@ -63,6 +69,8 @@ Environment:
                             (default openid profile email offline_access)
   AUTHZ_JWKS_PRIVATE_NETWORKS
                             let clients' jwks_uri be on loopback or private addresses (default false)
+  AUTHZ_TRUSTED_PROXIES     reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names
+                            the client address that sign-in throttling counts (default none)
   AUTHZ_ALLOW_PLAIN_PKCE    accept the plain PKCE method (default false: S256 only)
   AUTHZ_TEMPLATES_DIR       directory of page templates replacing the built-in ones
   AUTHZ_JANITOR_INTERVAL    how often serve deletes expired rows (default 10m; 0 disables)
@@ -89,6 +97,7 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	databaseURL    string // the global --database-url, if given
+	ownCluster     bool   // dev runs its own PostgreSQL: the URL is direct, whatever AUTHZ_DATABASE_POOLER says
 }
 
 // run runs the command line args (without the program name).
@@ -142,6 +151,7 @@ func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
 			"disable":      c.usersDisable,
 			"enable":       c.usersEnable,
 			"set-password": c.usersSetPassword,
+			"unlock":       c.usersUnlock,
 		})
 	case "keys":
 		return c.keys(ctx, args)
@@ -154,7 +164,7 @@ func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
 // subcommand dispatches "authz <group> <sub> ...".
 func (c *cli) subcommand(ctx context.Context, group string, args []string, subs map[string]func(context.Context, []string) error) error {
 	names := make([]string, 0, len(subs))
-	for _, n := range []string{"create", "list", "get", "delete", "rotate-secret", "disable", "enable", "set-password"} {
+	for _, n := range []string{"create", "list", "get", "delete", "rotate-secret", "disable", "enable", "set-password", "unlock"} {
 		if subs[n] != nil {
 			names = append(names, n)
 		}

@@ -54,27 +54,99 @@ func (c *cli) openPool(ctx context.Context, flagValue string) (*pgxpool.Pool, er
 	if err != nil {
 		return nil, parseError(raw, err)
 	}
+	mode, err := c.pooler()
+	if err != nil {
+		return nil, err
+	}
+	configurePool(cfg, raw, mode)
+	pool, err := pgxpool.NewWithConfig(ctx, storage.PoolConfig(cfg))
+	if err != nil {
+		return nil, poolerHint(mode, unreachable(ctx, cfg.ConnConfig.Config, err))
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, poolerHint(mode, unreachable(ctx, cfg.ConnConfig.Config, err))
+	}
+	return pool, nil
+}
+
+// poolerMode is how the database URL reaches PostgreSQL
+// (AUTHZ_DATABASE_POOLER).
+type poolerMode string
+
+const (
+	// poolerNone: directly, or through a pooler in session mode; every
+	// connection is a session of its own.
+	poolerNone poolerMode = "none"
+	// poolerTransaction: through a pooler in transaction mode (PgBouncer's
+	// pool_mode = transaction), which hands each transaction, or each
+	// statement outside one, to whichever server connection is free.
+	poolerTransaction poolerMode = "transaction"
+)
+
+// pooler reads AUTHZ_DATABASE_POOLER: none (the default) or transaction.
+// It describes the configured URL, not the cluster dev runs itself.
+func (c *cli) pooler() (poolerMode, error) {
+	if c.ownCluster {
+		return poolerNone, nil
+	}
+	switch v := strings.ToLower(strings.TrimSpace(c.getenv("AUTHZ_DATABASE_POOLER"))); v {
+	case "", string(poolerNone):
+		return poolerNone, nil
+	case string(poolerTransaction):
+		return poolerTransaction, nil
+	default:
+		return "", fmt.Errorf("AUTHZ_DATABASE_POOLER: %q is not none or transaction", v)
+	}
+}
+
+// poolerExecMode is how queries run through a transaction pooler. Named
+// prepared statements (pgx's default) live in one server session, which
+// the next transaction may not get: PgBouncer before 1.21 does not track
+// them ("prepared statement ... does not exist"). Of the modes that use
+// none, exec sends each query in one round trip with the parameters typed
+// by the server and keeps no per-connection cache that a schema change
+// could make stale; describe_exec takes two round trips, simple_protocol
+// quotes the parameters into the SQL, and cache_describe was no faster
+// (docs/operations-database.md has the figures). A default_query_exec_mode
+// in the URL wins, e.g. cache_statement behind PgBouncer 1.21+ with
+// max_prepared_statements set.
+const poolerExecMode = pgx.QueryExecModeExec
+
+// configurePool applies our defaults to a pool configuration parsed from
+// raw; what raw sets explicitly wins.
+func configurePool(cfg *pgxpool.Config, raw string, mode poolerMode) {
 	// pgx defaults to max(4, CPUs) connections, which a few slow clients
 	// could hold; pool_max_conns in the URL still wins.
 	if !strings.Contains(raw, "pool_max_conns") {
 		cfg.MaxConns = 32
+	}
+	if mode == poolerTransaction {
+		// A pooler refuses start-up parameters it does not know, and would
+		// not keep them per session anyway: idle_in_transaction_session_timeout
+		// is a role setting there (ALTER ROLE ... SET).
+		if !strings.Contains(raw, "default_query_exec_mode") {
+			cfg.ConnConfig.DefaultQueryExecMode = poolerExecMode
+		}
+		return
 	}
 	// A transaction left idle (a bug, or a client stalling mid-request) is
 	// ended by the server instead of holding its connection and locks.
 	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
 		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "30000"
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, storage.PoolConfig(cfg))
-	if err != nil {
-		return nil, unreachable(ctx, cfg.ConnConfig.Config, err)
+}
+
+// poolerHint adds what to do when a transaction pooler refused a setting
+// of the URL at start-up.
+func poolerHint(mode poolerMode, err error) error {
+	if mode == poolerTransaction && strings.Contains(err.Error(), "unsupported startup parameter") {
+		return fmt.Errorf("%w (a pooler in transaction mode takes no session settings in the URL: "+
+			"set them on the role instead, e.g. ALTER ROLE authz SET idle_in_transaction_session_timeout = '30s')", err)
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
-		pool.Close()
-		return nil, unreachable(ctx, cfg.ConnConfig.Config, err)
-	}
-	return pool, nil
+	return err
 }
 
 // openStore opens a pool and a store on it; close the pool when done.
@@ -86,12 +158,54 @@ func (c *cli) openStore(ctx context.Context, flagValue string) (*storage.Store, 
 	return storage.New(pool), pool.Close, nil
 }
 
-// connect opens a single connection, for migrations.
-func (c *cli) connect(ctx context.Context, flagValue string) (*pgx.Conn, error) {
-	raw, err := c.dbURL(flagValue)
+// noMigrationURL refuses to migrate through a transaction pooler.
+const noMigrationURL = "AUTHZ_DATABASE_POOLER=transaction: migrations cannot run through the pooler " +
+	"(they hold a session-level lock); set AUTHZ_MIGRATE_DATABASE_URL to a direct PostgreSQL URL"
+
+// separateMigrationURL is the URL migrations run on when it is not the
+// database URL: AUTHZ_MIGRATE_DATABASE_URL. Migrations need a session of
+// their own (tern holds a session-level advisory lock while it works),
+// which a transaction pooler does not give, so in pooler mode the variable
+// is required. ok is false when migrations may use the database URL.
+func (c *cli) separateMigrationURL() (raw string, ok bool, err error) {
+	if c.ownCluster {
+		return "", false, nil
+	}
+	if v := strings.TrimSpace(c.getenv("AUTHZ_MIGRATE_DATABASE_URL")); v != "" {
+		return v, true, nil
+	}
+	mode, err := c.pooler()
+	if err != nil {
+		return "", false, err
+	}
+	if mode == poolerTransaction {
+		return "", false, errors.New(noMigrationURL)
+	}
+	return "", false, nil
+}
+
+// connectForMigrations opens a single connection for migrations: on
+// AUTHZ_MIGRATE_DATABASE_URL when set, else on the database URL.
+func (c *cli) connectForMigrations(ctx context.Context, flagValue string) (*pgx.Conn, error) {
+	raw, ok, err := c.separateMigrationURL()
 	if err != nil {
 		return nil, err
 	}
+	if !ok {
+		if raw, err = c.dbURL(flagValue); err != nil {
+			return nil, err
+		}
+		return connect(ctx, raw)
+	}
+	conn, err := connect(ctx, raw)
+	if err != nil {
+		return nil, fmt.Errorf("AUTHZ_MIGRATE_DATABASE_URL: %w", err)
+	}
+	return conn, nil
+}
+
+// connect opens a single connection on raw.
+func connect(ctx context.Context, raw string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
 		return nil, parseError(raw, err)

@@ -227,6 +227,7 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 	ownCluster := noDB != nil // none configured: start our own
 	data := relPath(dataDir) + " (the system secret and the demo credentials); "
 	if ownCluster {
+		c.ownCluster = true
 		cluster, startErr := c.startCluster(ctx, dataDir, logger)
 		if startErr != nil {
 			return startErr
@@ -256,7 +257,7 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer pool.Close()
-	if err := prepareSchema(ctx, pool, true, logger); err != nil {
+	if err := c.prepareSchema(ctx, pool, true, logger); err != nil {
 		return err
 	}
 	store := storage.New(pool)

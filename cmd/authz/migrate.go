@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authz/authz/storage"
 )
@@ -27,7 +31,7 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 		return usagef("migrate: unexpected argument %q (usage: authz migrate [status])", pos[0])
 	}
 
-	conn, err := c.connect(ctx, *dbURL)
+	conn, err := c.connectForMigrations(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
@@ -76,6 +80,35 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 		_, err = fmt.Fprintf(c.stdout, "schema is now at version %d\n", version)
 	}
 	return err
+}
+
+// migrateOnStart applies pending migrations for serve --migrate and dev,
+// logging each: on AUTHZ_MIGRATE_DATABASE_URL when set (required behind a
+// transaction pooler), else on a connection of the server's pool.
+func (c *cli) migrateOnStart(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
+	raw, separate, err := c.separateMigrationURL()
+	if err != nil {
+		return err
+	}
+	migrate := func(conn *pgx.Conn) error {
+		applied, err := storage.Migrate(ctx, conn)
+		if err != nil {
+			return err
+		}
+		for _, m := range applied {
+			logger.Info("applied migration", "name", migrationName(m))
+		}
+		return nil
+	}
+	if !separate {
+		return pool.AcquireFunc(ctx, func(conn *pgxpool.Conn) error { return migrate(conn.Conn()) })
+	}
+	conn, err := connect(ctx, raw)
+	if err != nil {
+		return fmt.Errorf("AUTHZ_MIGRATE_DATABASE_URL: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return migrate(conn)
 }
 
 // migrationName is the migration's file name without ".sql".

@@ -88,7 +88,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	if err := prepareSchema(ctx, pool, *migrate, logger); err != nil {
+	if err := c.prepareSchema(ctx, pool, *migrate, logger); err != nil {
 		return err
 	}
 	store := storage.New(pool)
@@ -200,19 +200,15 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// prepareSchema applies pending migrations when asked, then refuses to go
-// on unless every migration this binary knows is applied.
-func prepareSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool, logger *slog.Logger) error {
-	return pool.AcquireFunc(ctx, func(conn *pgxpool.Conn) error {
-		if migrate {
-			applied, err := storage.Migrate(ctx, conn.Conn())
-			if err != nil {
-				return err
-			}
-			for _, m := range applied {
-				logger.Info("applied migration", "name", migrationName(m))
-			}
+// prepareSchema applies pending migrations when asked (migrateOnStart),
+// then refuses to go on unless every migration this binary knows is applied.
+func (c *cli) prepareSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool, logger *slog.Logger) error {
+	if migrate {
+		if err := c.migrateOnStart(ctx, pool, logger); err != nil {
+			return err
 		}
+	}
+	return pool.AcquireFunc(ctx, func(conn *pgxpool.Conn) error {
 		list, err := storage.MigrationsStatus(ctx, conn.Conn())
 		if err != nil {
 			return err

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,10 @@ type Options struct {
 	// Durable keeps fsync on. Test clusters turn fsync, full_page_writes and
 	// synchronous_commit off for speed; dev mode sets Durable.
 	Durable bool
+	// Replication lets streaming standbys (StartStandby) connect, and keeps
+	// synchronous_commit on even when not Durable, so that a synchronous
+	// standby holds every commit the primary acknowledged.
+	Replication bool
 	// Logf receives progress lines; nil means silent.
 	Logf func(format string, args ...any)
 }
@@ -67,6 +72,7 @@ type Cluster struct {
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed once the server process has exited
 	waitErr  error         // the server's exit status, set before exited closes
+	crashed  atomic.Bool   // Crash stopped it: its exit status is no failure
 
 	stopOnce sync.Once
 	stopErr  error
@@ -205,7 +211,7 @@ func (c *Cluster) boot(ctx context.Context, binDir string, owner account, opts O
 		logf("initdb %s (%v)", c.dataDir, time.Since(t0).Round(time.Millisecond))
 	}
 	t0 := time.Now()
-	if err := c.startServer(binDir, owner, opts.Durable); err != nil {
+	if err := c.startServer(binDir, owner, opts); err != nil {
 		return err
 	}
 	if err := c.waitReady(ctx); err != nil {
@@ -287,7 +293,7 @@ func runContext(ctx context.Context, cmd *exec.Cmd) error {
 
 func (c *Cluster) logPath() string { return filepath.Join(c.runDir, "postgres.log") }
 
-func (c *Cluster) startServer(binDir string, owner account, durable bool) error {
+func (c *Cluster) startServer(binDir string, owner account, opts Options, extra ...string) error {
 	log, err := os.OpenFile(c.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("create server log: %w", err)
@@ -300,13 +306,20 @@ func (c *Cluster) startServer(binDir string, owner account, durable bool) error 
 		"-c", "listen_addresses=", // no TCP at all
 		"-c", "max_connections=300",
 	}
-	if !durable {
-		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+	if !opts.Durable {
+		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off",
 			// Each CREATE DATABASE writes the template's pages to the WAL:
 			// don't zero-fill each new 16MB segment first, and keep little
 			// WAL between checkpoints (it may be in RAM: makeTempData).
 			"-c", "wal_init_zero=off", "-c", "max_wal_size=128MB")
+		if !opts.Replication {
+			args = append(args, "-c", "synchronous_commit=off")
+		}
 	}
+	if opts.Replication {
+		args = append(args, "-c", "wal_level=replica", "-c", "max_wal_senders=10", "-c", "hot_standby=on")
+	}
+	args = append(args, extra...)
 	cmd := owner.command(filepath.Join(binDir, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -341,6 +354,9 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		}
 	}
 }
+
+// SocketDir returns the private directory holding the server's socket.
+func (c *Cluster) SocketDir() string { return c.runDir }
 
 // DataDir returns the absolute path of the cluster's data directory.
 func (c *Cluster) DataDir() string { return c.dataDir }
@@ -377,7 +393,7 @@ func (c *Cluster) shutdown() error {
 	_ = c.cmd.Process.Signal(syscall.SIGINT) // fails only if it has exited already
 	select {
 	case <-c.exited:
-		if c.waitErr != nil {
+		if c.waitErr != nil && !c.crashed.Load() {
 			return fmt.Errorf("postgres: %w", c.waitErr)
 		}
 		return nil
