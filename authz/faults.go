@@ -1,8 +1,10 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -82,6 +84,9 @@ func accessLog(log *slog.Logger, msg string) func(http.Handler) http.Handler {
 				"status", rec.status, "duration_ms", time.Since(start).Milliseconds()}
 			switch {
 			case r.Context().Err() != nil:
+				if note.cause != nil {
+					attrs = append(attrs, "cause", note.cause.Error())
+				}
 				log.Info(msg+": the client went away", append(attrs, "client_gone", true)...)
 			case rec.status >= 500:
 				if note.cause != nil {
@@ -97,13 +102,16 @@ func accessLog(log *slog.Logger, msg string) func(http.Handler) http.Handler {
 
 // guardDatabase bounds the request's database work by timeout and answers
 // with unavailable instead of whatever the handler wrote when the database
-// failed the request.
+// failed the request. The deadline starts once the body has arrived: a
+// client that sends it slowly spends its own time (the server's read
+// timeout bounds it), not the database's, and is not told of an outage.
 func guardDatabase(timeout time.Duration, unavailable func(http.ResponseWriter, *http.Request)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if timeout <= 0 {
 				timeout = DefaultRequestTimeout
 			}
+			bufferBody(r)
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
 			ctx, faults := storage.WithFaultRecorder(ctx)
@@ -114,6 +122,39 @@ func guardDatabase(timeout time.Duration, unavailable func(http.ResponseWriter, 
 		})
 	}
 }
+
+// maxBufferedBody is the most of a body read before the deadline starts:
+// every endpoint's own limit is at most this.
+const maxBufferedBody = 64 << 10
+
+// bufferBody reads the request body, up to maxBufferedBody, into memory.
+// The handler reads the same bytes, and meets what lay beyond them (a body
+// too large for its limit, or the read's error) as it would have.
+func bufferBody(r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, maxBufferedBody+1))
+	var rest io.Reader
+	switch {
+	case err != nil:
+		rest = errReader{err}
+	case len(buf) > maxBufferedBody:
+		rest = r.Body
+	default:
+		rest = strings.NewReader("")
+	}
+	r.Body = bufferedBody{io.MultiReader(bytes.NewReader(buf), rest), r.Body}
+}
+
+type bufferedBody struct {
+	io.Reader
+	io.Closer
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // faultWriter holds back the handler's answer until its first byte, then
 // lets it through, or replaces it when a database failure was recorded.

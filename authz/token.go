@@ -184,7 +184,9 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if err != nil {
 		if rfc := fosite.ErrorToRFC6749Error(err); rfc.CodeField >= 500 && !errors.Is(err, fosite.ErrInactiveToken) && !errors.Is(err, fosite.ErrNotFound) {
-			failed(ctx, err)
+			// Not {"active":false}: the token may well be active.
+			h.writeAccessError(ctx, w, nil, err)
+			return
 		}
 		_, _ = w.Write([]byte(`{"active":false}`))
 		return
@@ -244,7 +246,7 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, err := h.store.BeginTX(r.Context())
 	if err != nil {
-		h.provider.WriteRevocationResponse(r.Context(), w, fosite.ErrServerError.WithWrap(err))
+		h.writeAccessError(r.Context(), w, nil, fosite.ErrServerError.WithWrap(err))
 		return
 	}
 	err = h.provider.NewRevocationRequest(ctx, r)

@@ -28,7 +28,10 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
 	if err != nil || use != fosite.AccessToken {
 		if err != nil && fosite.ErrorToRFC6749Error(err).CodeField >= 500 &&
 			!errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, fosite.ErrInactiveToken) {
+			// Not invalid_token: the token may well be active.
 			failed(ctx, err)
+			http.Error(w, "server error", http.StatusInternalServerError)
+			return
 		}
 		h.bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is not active.")
 		return

@@ -1,5 +1,5 @@
--- A transaction that issues a code or a token commits only before its
--- request's deadline. The server starts each request's transaction with
+-- A transaction that issues, spends, rotates or revokes a code or a token
+-- commits only before its request's deadline. The server starts each request's transaction with
 -- authz.commit_by set (storage.beginQuery); a database that stalls with the
 -- COMMIT in its socket buffer and resumes after the request answered 503
 -- then fails the commit here instead of spending a code or rotating a
@@ -19,7 +19,7 @@ $$;
 
 CREATE CONSTRAINT TRIGGER commit_deadline AFTER INSERT OR UPDATE ON authorization_codes
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION authz_check_commit_deadline();
-CREATE CONSTRAINT TRIGGER commit_deadline AFTER INSERT ON access_tokens
+CREATE CONSTRAINT TRIGGER commit_deadline AFTER INSERT OR UPDATE OR DELETE ON access_tokens
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION authz_check_commit_deadline();
-CREATE CONSTRAINT TRIGGER commit_deadline AFTER INSERT ON refresh_tokens
+CREATE CONSTRAINT TRIGGER commit_deadline AFTER INSERT OR UPDATE OR DELETE ON refresh_tokens
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION authz_check_commit_deadline();

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
@@ -125,6 +127,11 @@ func (s *Store) getRequest(ctx context.Context, table requestTable, signature st
 }
 
 func (s *Store) getRow(ctx context.Context, table requestTable, signature string) (*requestRow, error) {
+	if !textKey(signature) {
+		// A key no text column can hold names no row. Asking would fail,
+		// and fail the request's transaction with it.
+		return nil, fmt.Errorf("get %s: %w", table, fosite.ErrNotFound)
+	}
 	rotated := "NULL::timestamptz"
 	if table == refreshTable {
 		rotated = "t.rotated_at"
@@ -182,6 +189,9 @@ func (row *requestRow) request(session fosite.Session) (*fosite.Request, error) 
 }
 
 func (s *Store) deleteRequest(ctx context.Context, table requestTable, signature string) error {
+	if !textKey(signature) {
+		return fmt.Errorf("delete %s: %w", table, fosite.ErrNotFound)
+	}
 	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM `+string(table)+` WHERE signature = $1`, signature)
 	if err != nil {
 		return translate("delete "+string(table), err)
@@ -390,4 +400,10 @@ func nonNil(a fosite.Arguments) []string {
 		return []string{}
 	}
 	return a
+}
+
+// textKey reports whether s can be stored in a text column: valid UTF-8
+// without NUL. Tokens come from clients, and their signatures with them.
+func textKey(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }

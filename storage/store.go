@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -78,12 +79,48 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if outer, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
 		tx, err = outer.Begin(ctx)
 	} else {
-		tx, err = s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginQuery(ctx)})
+		tx, err = s.begin(ctx)
 	}
 	if err != nil {
 		return ctx, translate("begin transaction", err)
 	}
 	return context.WithValue(ctx, txKey{}, tx), nil
+}
+
+// begin starts an outermost transaction. The connection is taken first and
+// the deadline measured after: time spent waiting for a connection must
+// not push the server-side deadline past the request's.
+func (s *Store) begin(ctx context.Context) (pgx.Tx, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginQuery(ctx)})
+	if err != nil {
+		conn.Release()
+		return nil, err
+	}
+	return &pooledTx{Tx: tx, conn: conn}, nil
+}
+
+// pooledTx is a transaction on a connection the store acquired itself: it
+// goes back to the pool when the transaction ends.
+type pooledTx struct {
+	pgx.Tx
+	conn *pgxpool.Conn
+	once sync.Once
+}
+
+func (t *pooledTx) Commit(ctx context.Context) error {
+	err := t.Tx.Commit(ctx)
+	t.once.Do(t.conn.Release)
+	return err
+}
+
+func (t *pooledTx) Rollback(ctx context.Context) error {
+	err := t.Tx.Rollback(ctx)
+	t.once.Do(t.conn.Release)
+	return err
 }
 
 // commitMargin is how long before its request's deadline a transaction

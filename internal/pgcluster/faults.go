@@ -190,3 +190,23 @@ func procStat(pid int) (state byte, ppid int, err error) {
 	}
 	return fields[0][0], ppid, nil
 }
+
+// HoldConnections stops the postmaster alone (SIGSTOP): running backends
+// go on serving their sessions, but new connections and cancel requests
+// wait until ReleaseConnections.
+func (c *Cluster) HoldConnections() error {
+	pid, err := c.serverPID()
+	if err != nil {
+		return err
+	}
+	return signalTree(pid, syscall.SIGSTOP)
+}
+
+// ReleaseConnections resumes a postmaster that HoldConnections stopped.
+func (c *Cluster) ReleaseConnections() error {
+	pid, err := c.serverPID()
+	if err != nil {
+		return err
+	}
+	return signalTree(pid, syscall.SIGCONT)
+}
