@@ -236,3 +236,10 @@ func translate(op string, err error) error {
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// DatabaseTime returns the database server's clock.
+func (s *Store) DatabaseTime(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := s.db(ctx).QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t)
+	return t.UTC(), translate("read the database's clock", err)
+}

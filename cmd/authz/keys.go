@@ -62,6 +62,18 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeStore()
+	// Replicas decide which key signs by their own clocks, kept within 30
+	// seconds of each other (the activation delay allows for that). This
+	// machine's may be far behind theirs (an operator's laptop), which
+	// would activate the key too early: the database's clock then stands
+	// in for the replicas'.
+	dbNow, err := store.DatabaseTime(ctx)
+	if err != nil {
+		return err
+	}
+	if skew := dbNow.Sub(time.Now()); skew > 30*time.Second {
+		cfg.Now = func() time.Time { return time.Now().Add(skew) }
+	}
 	r, err := authz.RotateSigningKey(ctx, store, cfg, *alg)
 	if err != nil {
 		return err
