@@ -95,19 +95,18 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
 	jwks := newJWKSFetcher(&cfg)
-	provider, strategy := newProvider(&cfg, store, keys, jwks)
 	h := &Handler{
-		cfg:      cfg,
-		store:    store,
-		provider: provider,
-		strategy: strategy,
-		keys:     keys,
-		jwks:     jwks,
-		signer:   &keySigner{keys: keys},
-		pages:    p,
-		log:      logger,
-		base:     issuer.Path,
+		cfg:    cfg,
+		store:  store,
+		keys:   keys,
+		jwks:   jwks,
+		signer: &keySigner{keys: keys},
+		pages:  p,
+		log:    logger,
+		base:   issuer.Path,
 	}
+	// Client secret checks share the password checks' per-address slots.
+	h.provider, h.strategy = newProvider(&h.cfg, store, keys, jwks, h.hashShare)
 	h.sessionCookie, h.csrfCookie = cookieNames(cfg.secureCookies(), h.base)
 	h.crossOrigin = http.NewCrossOriginProtection()
 	h.Handler = h.routes()

@@ -46,7 +46,7 @@ type strategy struct {
 
 // newProvider composes fosite from an explicit list of the grants we
 // support; nothing is enabled that is not listed here.
-func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosite.JWKSFetcherStrategy) (*fosite.Fosite, oauth2.CoreStrategy) {
+func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosite.JWKSFetcherStrategy, share func(*http.Request) shareKey) (*fosite.Fosite, oauth2.CoreStrategy) {
 	fc := &fositeConfig{Config: &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenLifespan,
 		RefreshTokenLifespan:           cfg.RefreshTokenLifespan,
@@ -89,7 +89,7 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		compose.OpenIDConnectRefreshFactory,
 	}
 	provider := fosite.NewOAuth2Provider(store, fc)
-	fc.ClientAuthenticationStrategy = withAssertionChecks(withClientThrottle(store, func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+	fc.ClientAuthenticationStrategy = withAssertionChecks(withClientThrottle(store, share, func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
 		c, err := provider.DefaultClientAuthenticationStrategy(ctx, r, form)
 		// fosite answers a replayed assertion with 400 jti_known; it is a
 		// failed client authentication (RFC 7523 3): 401 invalid_client.

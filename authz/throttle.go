@@ -164,6 +164,11 @@ func setRetryAfter(h http.Header, d time.Duration) {
 	h.Set("Retry-After", strconv.Itoa(waitSeconds(d)))
 }
 
+// hashShare is the share of slow hashes of the request's client address.
+func (h *Handler) hashShare(r *http.Request) shareKey {
+	return shareKey{h, addrKey(h.clientAddr(r))}
+}
+
 // hashShares holds every Handler's per-address shares of password checks.
 var hashShares = newShares(hashesPerAddress)
 
@@ -290,7 +295,8 @@ type secretCheck struct {
 	peeked     bool
 	refused    bool // the client is locked: nothing was compared
 	retryAfter time.Duration
-	failed     bool // an Argon2id comparison failed
+	failed     bool     // an Argon2id comparison failed
+	share      shareKey // the caller's address's share of slow hashes
 }
 
 type secretCheckKey struct{}
@@ -298,13 +304,13 @@ type secretCheckKey struct{}
 // withClientThrottle throttles failed authentications of clients whose
 // secrets are Argon2id hashes, by client id. Assertions and public clients
 // pass through untouched.
-func withClientThrottle(store clientCounter, next fosite.ClientAuthenticationStrategy) fosite.ClientAuthenticationStrategy {
+func withClientThrottle(store clientCounter, share func(*http.Request) shareKey, next fosite.ClientAuthenticationStrategy) fosite.ClientAuthenticationStrategy {
 	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
 		id := secretClientID(r, form)
 		if id == "" {
 			return next(ctx, r, form)
 		}
-		check := &secretCheck{store: store, key: storage.ClientThrottleKey(id)}
+		check := &secretCheck{store: store, key: storage.ClientThrottleKey(id), share: share(r)}
 		client, err := next(context.WithValue(ctx, secretCheckKey{}, check), r, form)
 		switch {
 		case check.refused:
@@ -359,6 +365,13 @@ func (h throttledHasher) Compare(ctx context.Context, hash, data []byte) error {
 	if check.refused {
 		return &clientThrottledError{check.retryAfter}
 	}
+	// One address gets no more Argon2id slots for client secrets than for
+	// passwords, so a flood of guesses cannot slow everyone's sign-in.
+	release, ok := hashShares.acquire(ctx, check.share, shareWait)
+	if !ok {
+		return storage.ErrBusy
+	}
+	defer release()
 	err := h.Hasher.Compare(ctx, hash, data)
 	if err != nil && !errors.Is(err, storage.ErrBusy) && ctx.Err() == nil {
 		check.failed = true

@@ -67,7 +67,8 @@ func TestClientThrottleSkipsArgon2(t *testing.T) {
 	authenticate := func(id, hash, secret string) error {
 		r := httptest.NewRequest("POST", "/oauth2/token", nil)
 		r.SetBasicAuth(id, secret)
-		s := withClientThrottle(store, func(ctx context.Context, _ *http.Request, _ url.Values) (fosite.Client, error) {
+		share := func(*http.Request) shareKey { return shareKey{nil, "192.0.2.1"} }
+		s := withClientThrottle(store, share, func(ctx context.Context, _ *http.Request, _ url.Values) (fosite.Client, error) {
 			if err := (throttledHasher{hasher}).Compare(ctx, []byte(hash), []byte(secret)); err != nil {
 				return nil, fosite.ErrInvalidClient.WithWrap(err)
 			}
@@ -149,5 +150,52 @@ func TestShares(t *testing.T) {
 	defer s.mu.Unlock()
 	if len(s.m) != 0 {
 		t.Errorf("%d keys kept after every slot was given back", len(s.m))
+	}
+}
+
+// blockingHasher holds every comparison until release is closed.
+type blockingHasher struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (h *blockingHasher) Hash(context.Context, []byte) ([]byte, error) { return nil, nil }
+
+func (h *blockingHasher) Compare(context.Context, []byte, []byte) error {
+	h.started <- struct{}{}
+	<-h.release
+	return errors.New("wrong secret")
+}
+
+// TestClientSecretShare: one address gets no more concurrent Argon2id
+// client secret checks than its share; another address still gets one.
+func TestClientSecretShare(t *testing.T) {
+	hasher := &blockingHasher{started: make(chan struct{}, 8), release: make(chan struct{})}
+	argon := []byte("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
+	if !storage.ThrottledSecret(string(argon)) {
+		t.Fatal("the test's hash is not an Argon2id one")
+	}
+	owner := &Handler{}
+	compare := func(addr string) error {
+		check := &secretCheck{key: "client:x", peeked: true, share: shareKey{owner, addr}}
+		ctx := context.WithValue(t.Context(), secretCheckKey{}, check)
+		return throttledHasher{hasher}.Compare(ctx, argon, []byte("guess"))
+	}
+	done := make(chan error, 3)
+	for range hashesPerAddress {
+		go func() { done <- compare("198.51.100.7") }()
+		<-hasher.started
+	}
+	// The flooding address's share is taken: its next check waits for it,
+	// then gives up as busy, without hashing.
+	if err := compare("198.51.100.7"); !errors.Is(err, storage.ErrBusy) {
+		t.Fatalf("a third concurrent check from one address: %v, want ErrBusy", err)
+	}
+	// Another address is not held up by that flood.
+	go func() { done <- compare("203.0.113.9") }()
+	<-hasher.started
+	close(hasher.release)
+	for range hashesPerAddress + 1 {
+		<-done
 	}
 }
