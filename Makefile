@@ -1,4 +1,4 @@
-.PHONY: test test-race vet build run demo
+.PHONY: test test-race vet build run demo bench
 
 test:
 	go test ./...
@@ -24,3 +24,12 @@ run: build
 #   AUTHZ_LISTEN=:8090 make demo DEMO_FLAGS="--demo-bff-listen 127.0.0.1:3001 --demo-api-listen 127.0.0.1:4001"
 demo: build
 	bin/authz dev --demo $(DEMO_FLAGS)
+
+# Throughput, latency, SQL statements and CPU per request of the hot paths,
+# next to pgbench -S on the same private PostgreSQL: about 3 minutes, one
+# table (docs/benchmark.md). Other runs, e.g.:
+#   make bench BENCH_FLAGS=--quick        (about 30 s)
+#   make bench BENCH_FLAGS="--json --ops introspect-active,refresh-long"
+bench:
+	go build -o bin/authz-bench ./cmd/authz-bench
+	bin/authz-bench $(BENCH_FLAGS)

@@ -1,0 +1,208 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Report is everything one benchmark run measured.
+type Report struct {
+	Started   time.Time `json:"started"`
+	CPUs      int       `json:"cpus"`
+	GoVersion string    `json:"go_version"`
+	Platform  string    `json:"platform"`
+	Database  string    `json:"database"`
+	PGVersion string    `json:"postgresql_version"`
+	Duration  Seconds   `json:"duration_s"` // measured, per run
+	Warmup    Seconds   `json:"warmup_s"`
+	// LoadBefore and LoadAfter are the machine's 1-minute load average
+	// before and after the runs: well above the benchmark's own share,
+	// something else was competing for the CPUs.
+	LoadBefore float64 `json:"load_before"`
+	LoadAfter  float64 `json:"load_after"`
+	Pgbench    Pgbench `json:"pgbench"`
+	Rows       []Row   `json:"rows"`
+}
+
+// Row is one operation at one concurrency.
+type Row struct {
+	Op          string  `json:"op"`
+	Concurrency int     `json:"concurrency"`
+	Requests    int64   `json:"requests"`
+	Errors      int64   `json:"errors"`
+	Elapsed     Seconds `json:"elapsed_s"`
+	Rate        float64 `json:"req_per_s"` // successful requests per second
+	P50         Millis  `json:"p50_ms"`
+	P99         Millis  `json:"p99_ms"`
+	SQLPerOp    float64 `json:"sql_per_op"`
+	// CPU per request in microseconds; -1 when unknown.
+	ServerCPU float64 `json:"server_cpu_us_per_req"`
+	DBCPU     float64 `json:"postgres_cpu_us_per_req"`
+	ClientCPU float64 `json:"client_cpu_us_per_req"`
+	RSSMB     float64 `json:"rss_mb"`
+	// OfPgbench is Rate / pgbench -S tps.
+	OfPgbench float64 `json:"of_pgbench"`
+	Note      string  `json:"note,omitempty"`
+}
+
+// Seconds is a duration that reads as seconds in JSON.
+type Seconds time.Duration
+
+func (s Seconds) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.FormatFloat(time.Duration(s).Seconds(), 'f', 3, 64)), nil
+}
+
+// Millis is a duration that reads as milliseconds in JSON.
+type Millis time.Duration
+
+func (m Millis) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.FormatFloat(float64(m)/float64(time.Millisecond), 'f', 3, 64)), nil
+}
+
+// newRow turns a measurement into a row of the report.
+func newRow(op string, concurrency int, m measurement, pgbenchTPS float64) Row {
+	r := Row{
+		Op: op, Concurrency: concurrency, Requests: m.Requests, Errors: m.Errors,
+		Elapsed: Seconds(m.Elapsed), P50: Millis(m.P50), P99: Millis(m.P99),
+		ServerCPU: -1, DBCPU: -1, ClientCPU: -1,
+		RSSMB: float64(m.RSS) / (1 << 20),
+	}
+	if m.Elapsed > 0 {
+		r.Rate = float64(m.Requests-m.Errors) / m.Elapsed.Seconds()
+	}
+	if m.Requests > 0 {
+		n := float64(m.Requests)
+		r.SQLPerOp = float64(m.Statements) / n
+		perReq := func(d time.Duration) float64 {
+			if d < 0 {
+				return -1
+			}
+			return float64(d) / float64(time.Microsecond) / n
+		}
+		r.ServerCPU, r.DBCPU, r.ClientCPU = perReq(m.ServerCPU), perReq(m.DBCPU), perReq(m.ClientCPU)
+	}
+	if pgbenchTPS > 0 {
+		r.OfPgbench = r.Rate / pgbenchTPS
+	}
+	return r
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// tableHeader names the table's columns; the first and last are left
+// aligned.
+var tableHeader = []string{"operation", "conc", "req/s", "p50 ms", "p99 ms", "errors", "SQL/op",
+	"CPU µs/req", "pg µs/req", "RSS MB", "×pgbench", "note"}
+
+// WriteTable writes the report as a plain-text table with a few lines
+// around it saying what was measured and how.
+func (r *Report) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "authz-bench %s: %d CPUs, %s, %s; PostgreSQL %s, %s\n",
+		r.Started.UTC().Format("2006-01-02 15:04 MST"), r.CPUs, r.Platform, r.GoVersion, r.PGVersion, r.Database)
+	fmt.Fprintf(&b, "each run: %s measured after a %s warm-up, closed loop, loopback HTTP/1.1 keep-alive; load average %.2f before, %.2f after\n",
+		time.Duration(r.Duration), time.Duration(r.Warmup), r.LoadBefore, r.LoadAfter)
+	p := r.Pgbench
+	fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d (scale %d): %s tps, latency average %.3f ms\n\n",
+		p.Clients, p.Threads, p.Seconds, p.Scale, thousands(p.TPS), p.LatencyMS)
+	rows := [][]string{tableHeader}
+	for _, row := range r.Rows {
+		rows = append(rows, row.cells())
+	}
+	writeAligned(&b, rows)
+	b.WriteString(tableNotes)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+const tableNotes = `
+req/s: successful requests per second. p50, p99: latency the client saw. errors: requests that failed.
+SQL/op: statements the server's pool ran per request (a BEGIN with its settings counts one).
+CPU µs/req: CPU time of the benchmark process per request: the server alone, as the load generator
+  runs in a child process; pg µs/req: CPU time of all PostgreSQL processes per request.
+RSS MB: the server process's resident memory, highest sample during the run.
+×pgbench: req/s as a fraction of pgbench -S tps.
+`
+
+func (r Row) cells() []string {
+	title := opTitles[r.Op]
+	if title == "" {
+		title = r.Op
+	}
+	return []string{
+		title, strconv.Itoa(r.Concurrency), thousands(r.Rate), ms(r.P50), ms(r.P99),
+		strconv.FormatInt(r.Errors, 10), fixed(r.SQLPerOp, 2), micros(r.ServerCPU), micros(r.DBCPU),
+		fixed(r.RSSMB, 0), fixed(r.OfPgbench, 3), r.Note,
+	}
+}
+
+// writeAligned writes rows as columns two spaces apart: the first and
+// last left aligned, the others right aligned.
+func writeAligned(b *strings.Builder, rows [][]string) {
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	for _, row := range rows {
+		var line strings.Builder
+		for i, c := range row {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
+			switch {
+			case i == 0:
+				line.WriteString(c + pad)
+			case i == len(row)-1:
+				line.WriteString("  " + c)
+			default:
+				line.WriteString("  " + pad + c)
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+}
+
+// thousands formats a rate as a whole number with thousands separators.
+func thousands(f float64) string {
+	s := strconv.FormatInt(int64(math.Round(f)), 10)
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+// ms formats a latency in milliseconds with three significant digits.
+func ms(m Millis) string {
+	v := float64(m) / float64(time.Millisecond)
+	switch {
+	case v < 10:
+		return fixed(v, 2)
+	case v < 100:
+		return fixed(v, 1)
+	}
+	return fixed(v, 0)
+}
+
+func micros(us float64) string {
+	if us < 0 {
+		return "—"
+	}
+	return fixed(us, 0)
+}
+
+func fixed(f float64, decimals int) string { return strconv.FormatFloat(f, 'f', decimals, 64) }
