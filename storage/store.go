@@ -168,11 +168,31 @@ func (s *Store) Commit(ctx context.Context) error {
 		_ = s.Rollback(ctx)
 		return fmt.Errorf("commit: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := ctx.Err(); err != nil {
+		// Too late to send the COMMIT: the request has given up.
+		_ = s.Rollback(ctx)
+		return translate("commit", err)
+	}
+	// The COMMIT is sent before the deadline; its answer is awaited a
+	// little past it. Were the connection cut at the deadline, a commit
+	// the server made in time would be reported as failed: a 503 for a
+	// spent code. The server refuses a COMMIT it reaches too late itself
+	// (beginQuery), so waiting for its answer cannot let one through.
+	commitCtx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		commitCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(commitGrace))
+		defer cancel()
+	}
+	if err := tx.Commit(commitCtx); err != nil {
 		return translate("commit", err)
 	}
 	return nil
 }
+
+// commitGrace is how long past the request's deadline the answer to a
+// COMMIT sent in time is awaited.
+const commitGrace = 750 * time.Millisecond
 
 // Rollback rolls back the transaction carried by ctx. Rolling back one that
 // has already ended is not an error.
