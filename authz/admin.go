@@ -57,6 +57,7 @@ type admin struct {
 	tokenDigest [sha256.Size]byte // of cfg.AdminToken
 	noToken     bool              // dev mode: no token, loopback Host only
 	crossOrigin *http.CrossOriginProtection
+	metrics     *Metrics // nil: requests not counted (WithMetrics)
 }
 
 // NewAdmin returns the admin API, to be served on its own listener
@@ -64,7 +65,9 @@ type admin struct {
 // cfg.AdminToken"; only with cfg.AdminWithoutToken (dev mode, on a loopback
 // address) may the token be empty, and then requests must name a loopback
 // Host, so that a web page cannot reach the API through DNS rebinding.
-func NewAdmin(cfg Config, store *storage.Store, logger *slog.Logger) (http.Handler, error) {
+// With WithMetrics it serves /metrics too, and with cfg.Pprof the
+// profiles under /debug/pprof/ (see extras).
+func NewAdmin(cfg Config, store *storage.Store, logger *slog.Logger, opts ...AdminOption) (http.Handler, error) {
 	if cfg.AdminToken == "" && !cfg.AdminWithoutToken {
 		return nil, errors.New("the admin API needs AUTHZ_ADMIN_TOKEN (generate one with: openssl rand -base64 48)")
 	}
@@ -82,10 +85,13 @@ func NewAdmin(cfg Config, store *storage.Store, logger *slog.Logger) (http.Handl
 		noToken:     cfg.AdminToken == "",
 		crossOrigin: http.NewCrossOriginProtection(),
 	}
+	for _, o := range opts {
+		o(a)
+	}
+	api := chain(a.routes(), guardDatabase(cfg.RequestTimeout, writeUnavailable))
 	// The log comes first, so that a request whose panic was recovered
 	// has its line too.
-	return chain(a.routes(), accessLog(a.log, "admin request"), a.recoverPanics, a.authenticate,
-		guardDatabase(cfg.RequestTimeout, writeUnavailable)), nil
+	return chain(a.extras(api), accessLog(a.log, "admin request", a.metrics), a.recoverPanics, a.authenticate), nil
 }
 
 // adminMethods routes one path by method, answering others with 405 and
@@ -128,15 +134,22 @@ func (a *admin) routes() http.Handler {
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, r, a.log, &apiError{Status: http.StatusNotFound, Code: "not_found", Description: "there is no admin endpoint at " + r.URL.EscapedPath()})
 	})
+	a.metrics.tagRoutes(r, "")
 	return r
 }
 
 // authenticate lets through requests with the admin token; in dev mode
 // without a token, those naming a loopback Host. Browsers' cross-origin
-// writes are refused either way: nothing legitimate sends them.
+// writes are refused either way: nothing legitimate sends them. A scrape
+// of /metrics needs no token (Prometheus has none to send), but in dev
+// mode still a loopback Host.
 func (a *admin) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if a.servesMetrics() && r.URL.Path == metricsPath && !a.noToken {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if a.noToken {
 			if !adminLoopbackHost(r.Host) {
 				writeAPIError(w, r, a.log, &apiError{Status: http.StatusForbidden, Code: "forbidden",

@@ -272,19 +272,24 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 	switch {
 	case errors.As(err, &refused):
 		h.log.Warn("login throttled", "client_id", client.ID, "addr", h.clientAddr(r).String(), "by", refused.by, "retry_after", refused.retryAfter)
+		noteOutcome(r, signInThrottled)
+		noteThrottled(ctx, refused.by)
 		setRetryAfter(w.Header(), refused.retryAfter)
 		h.showLogin(w, r, ar, client, in.username, refused.message(), http.StatusTooManyRequests)
 		return nil, time.Time{}, false
 	case errors.Is(err, storage.ErrInvalidCredentials):
 		h.log.Info("login failed", "client_id", client.ID)
+		noteOutcome(r, signInInvalidCredentials)
 		h.showLogin(w, r, ar, client, in.username, "Incorrect username or password.", http.StatusOK)
 		return nil, time.Time{}, false
 	case errors.Is(err, storage.ErrBusy):
 		h.log.Warn("login refused: too many password checks in progress")
+		noteOutcome(r, signInBusy)
 		setRetryAfter(w.Header(), busyRetryAfter)
 		h.showLogin(w, r, ar, client, in.username, "The service is busy. Please try again in a moment.", http.StatusServiceUnavailable)
 		return nil, time.Time{}, false
 	case err != nil:
+		noteOutcome(r, signInError)
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return nil, time.Time{}, false
 	}
@@ -294,9 +299,11 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 	}
 	cookie, sess, err := h.store.StartLoginSession(ctx, user.ID, h.cfg.LoginSessionLifespan, previous)
 	if err != nil {
+		noteOutcome(r, signInError)
 		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return nil, time.Time{}, false
 	}
+	noteOutcome(r, signInSuccess)
 	h.setCookie(w, h.sessionCookie, cookie, sess.ExpiresAt)
 	h.log.Info("login", "user_id", user.ID, "client_id", client.ID)
 	return user, sess.AuthTime, true

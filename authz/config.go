@@ -49,6 +49,15 @@ type Config struct {
 	// AdminWithoutToken lets the admin API run without a token. Only dev
 	// mode sets it, and only for a loopback address.
 	AdminWithoutToken bool
+	// MetricsListen is where Prometheus scrapes /metrics, without a token:
+	// "" (the default) or the admin API's address serves it on the admin
+	// listener; another address gets a listener of its own (for a
+	// Prometheus on another host, without exposing the admin API);
+	// "off" disables it.
+	MetricsListen string
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener, behind the admin token, for profiling in production.
+	Pprof bool
 
 	// Registration is the dynamic client registration policy: "off" (no
 	// endpoint), "token" (an initial access token is required) or "open".
@@ -134,6 +143,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		LoginSessionLifespan:  DefaultLoginSessionLifespan,
 		AdminListen:           getenv("AUTHZ_ADMIN_LISTEN"),
 		AdminToken:            getenv("AUTHZ_ADMIN_TOKEN"),
+		MetricsListen:         strings.TrimSpace(getenv("AUTHZ_METRICS_LISTEN")),
 		Registration:          strings.ToLower(strings.TrimSpace(getenv("AUTHZ_REGISTRATION"))),
 		RegistrationScopes:    strings.Fields(DefaultClientScope),
 		ClientSecretGrace:     DefaultClientSecretGrace,
@@ -206,6 +216,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_ALLOW_PLAIN_PKCE", &c.AllowPlainPKCE},
 		{"AUTHZ_DEBUG", &c.Debug},
 		{"AUTHZ_JWKS_PRIVATE_NETWORKS", &c.JWKSPrivateNetworks},
+		{"AUTHZ_PPROF", &c.Pprof},
 	}
 	for _, b := range bools {
 		v := getenv(b.name)
@@ -342,6 +353,14 @@ func (c *Config) now() time.Time {
 		return c.Now()
 	}
 	return time.Now()
+}
+
+// MetricsOff reports whether /metrics is served nowhere.
+func (c *Config) MetricsOff() bool { return strings.EqualFold(c.MetricsListen, "off") }
+
+// MetricsOnAdmin reports whether the admin listener serves /metrics.
+func (c *Config) MetricsOnAdmin() bool {
+	return c.MetricsListen == "" || c.MetricsListen == c.AdminListen
 }
 
 func (c *Config) secureCookies() bool { return strings.HasPrefix(c.Issuer, "https://") }

@@ -35,6 +35,7 @@ type env struct {
 	pool   *pgxpool.Pool
 	cfg    authz.Config
 	issuer string
+	h      *authz.Handler
 }
 
 type envOption func(*authz.Config)
@@ -90,7 +91,7 @@ func newEnvOnPool(t *testing.T, pool *pgxpool.Pool, opts ...envOption) *env {
 	mu.Lock()
 	handler = h
 	mu.Unlock()
-	return &env{clock: clock, srv: srv, store: store, pool: pool, cfg: cfg, issuer: cfg.Issuer}
+	return &env{clock: clock, srv: srv, store: store, pool: pool, cfg: cfg, issuer: cfg.Issuer, h: h}
 }
 
 // testClock is the server's clock: real time moved forward by Advance.

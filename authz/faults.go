@@ -32,6 +32,14 @@ const retryAfterSeconds = "5"
 type requestNote struct {
 	id    string
 	cause error // why the request failed on the server's side
+
+	// For the metrics (Metrics.count): the route that served the request,
+	// what it did, the throttle that refused it, and whether the database
+	// failed it (its answer replaced with a 503).
+	route       *routeMetrics
+	outcome     outcome
+	throttledBy string
+	unavailable bool
 }
 
 type requestNoteKey struct{}
@@ -72,7 +80,9 @@ func describeError(err error) error {
 // line for it, msg, with the cause of a server-side failure. Only the path
 // is logged: query strings carry codes. A client that hung up is not a
 // server error: it is logged at info, as such, whatever was answered.
-func accessLog(log *slog.Logger, msg string) func(http.Handler) http.Handler {
+// It counts every request in m (when not nil), as it was finally answered;
+// scrapes of /metrics are logged at debug only, not to fill the log.
+func accessLog(log *slog.Logger, msg string, m *Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -80,10 +90,15 @@ func accessLog(log *slog.Logger, msg string) func(http.Handler) http.Handler {
 			w.Header().Set("X-Request-Id", note.id)
 			rec := &statusRecorder{ResponseWriter: w}
 			next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestNoteKey{}, note)))
+			elapsed := time.Since(start)
+			gone := r.Context().Err() != nil
+			m.count(note, rec.status, elapsed, gone)
 			attrs := []any{"id", note.id, "method", r.Method, "path", r.URL.Path,
-				"status", rec.status, "duration_ms", time.Since(start).Milliseconds()}
+				"status", rec.status, "duration_ms", elapsed.Milliseconds()}
 			switch {
-			case r.Context().Err() != nil:
+			case note.route != nil && note.route.label == metricsPath && rec.status < 400:
+				log.Debug(msg, attrs...)
+			case gone:
 				if note.cause != nil {
 					attrs = append(attrs, "cause", note.cause.Error())
 				}
@@ -182,6 +197,7 @@ func (f *faultWriter) decide(status int) {
 	f.replaced = true
 	if n := noteOf(f.r.Context()); n != nil {
 		n.cause = err // the database's failure is the real reason
+		n.unavailable = true
 	}
 	h := f.ResponseWriter.Header()
 	for _, k := range []string{"Set-Cookie", "Location", "Content-Type", "Content-Length", "Content-Encoding", "WWW-Authenticate", "Cache-Control", "Pragma", "Vary"} {

@@ -64,6 +64,7 @@ type Handler struct {
 	pages    *pages
 	log      *slog.Logger
 	base     string // the issuer's path, under which every route lives
+	metrics  *Metrics
 
 	sessionCookie, csrfCookie string
 	crossOrigin               *http.CrossOriginProtection
@@ -105,6 +106,7 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 		log:    logger,
 		base:   issuer.Path,
 	}
+	h.metrics = newMetrics(store.Pool(), keys, h.cfg.now)
 	// Client secret checks share the password checks' per-address slots.
 	h.provider, h.strategy = newProvider(&h.cfg, store, keys, jwks, h.hashShare)
 	h.sessionCookie, h.csrfCookie = cookieNames(cfg.secureCookies(), h.base)
@@ -173,9 +175,11 @@ func (h *Handler) routes() http.Handler {
 		_, _ = w.Write([]byte("method not allowed\n"))
 	})
 
+	h.metrics.tagRoutes(r, h.base)
+
 	// Outermost first, in the order a request meets them.
 	issuer, _ := url.Parse(h.cfg.Issuer) // Validate parsed it
-	return chain(r, h.recoverPanics, accessLog(h.log, "request"), refuseForeignTarget(issuer.Host), h.securityHeaders,
+	return chain(r, h.recoverPanics, accessLog(h.log, "request", h.metrics), refuseForeignTarget(issuer.Host), h.securityHeaders,
 		guardDatabase(h.cfg.RequestTimeout, h.unavailable))
 }
 

@@ -265,6 +265,23 @@ func (m *keyManager) signingKey(ctx context.Context) (*josev3.JSONWebKey, error)
 	return &c, nil
 }
 
+// signerAge is how long the key that signs at now has been signing, from
+// the keys in memory (the metrics read it; they never query the
+// database). False until the keys have been read.
+func (m *keyManager) signerAge(now time.Time) (time.Duration, bool) {
+	m.mu.Lock()
+	set := m.set
+	m.mu.Unlock()
+	if set == nil {
+		return 0, false
+	}
+	k := set.signerAt(now)
+	if k == nil {
+		return 0, false
+	}
+	return max(0, now.Sub(k.activatesAt)), true
+}
+
 // signerLocked returns the private key that signs at now. When that key
 // cannot be decrypted (rotated in with another AUTHZ_SECRETS), the key this
 // instance signed with before keeps signing while it is published, so that

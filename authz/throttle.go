@@ -314,6 +314,7 @@ func withClientThrottle(store clientCounter, share func(*http.Request) shareKey,
 		client, err := next(context.WithValue(ctx, secretCheckKey{}, check), r, form)
 		switch {
 		case check.refused:
+			noteThrottled(ctx, throttleClient)
 			return nil, clientThrottled(check.retryAfter)
 		case errors.Is(err, storage.ErrBusy):
 			// Every slow-hash slot is taken: the server is overloaded,

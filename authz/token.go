@@ -51,6 +51,7 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 		h.writeAccessError(r.Context(), w, ar, err)
 		return
 	}
+	noteOutcome(r, issuedOutcome(ar.GetGrantTypes()))
 	h.provider.WriteAccessResponse(r.Context(), w, ar, resp)
 }
 
@@ -162,10 +163,13 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 		h.writeAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed."))
 		return
 	}
+	noteOutcome(r, introspectionRefused) // until it is answered
 	client, err := h.provider.AuthenticateClient(ctx, r, r.PostForm)
 	if err != nil {
 		if fosite.ErrorToRFC6749Error(err).CodeField < 500 {
 			err = fosite.ErrInvalidClient.WithWrap(err).WithHint("Introspection requires client authentication.")
+		} else {
+			noteOutcome(r, introspectionError)
 		}
 		h.writeAccessError(ctx, w, nil, err)
 		return
@@ -185,9 +189,11 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if rfc := fosite.ErrorToRFC6749Error(err); rfc.CodeField >= 500 && !errors.Is(err, fosite.ErrInactiveToken) && !errors.Is(err, fosite.ErrNotFound) {
 			// Not {"active":false}: the token may well be active.
+			noteOutcome(r, introspectionError)
 			h.writeAccessError(ctx, w, nil, err)
 			return
 		}
+		noteOutcome(r, introspectionInactive)
 		_, _ = w.Write([]byte(`{"active":false}`))
 		return
 	}
@@ -195,9 +201,11 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 	// resource server has no business with one, and one that checks only
 	// active and scope would otherwise take it for a bearer token.
 	if use == fosite.RefreshToken && ar.GetClient().GetID() != client.GetID() {
+		noteOutcome(r, introspectionInactive)
 		_, _ = w.Write([]byte(`{"active":false}`))
 		return
 	}
+	noteOutcome(r, introspectionActive)
 	sess := ar.GetSession()
 	out := map[string]any{
 		"active":    true,

@@ -63,6 +63,10 @@ Environment:
   AUTHZ_ADMIN_LISTEN        address of the admin API (default 127.0.0.1:8081; off disables it)
   AUTHZ_ADMIN_TOKEN         bearer token the admin API requires, 32+ bytes
                             (generate one with: openssl rand -base64 48)
+  AUTHZ_METRICS_LISTEN      address of Prometheus /metrics, served without a token (default: the
+                            admin API's listener; another address gets its own; off disables it)
+  AUTHZ_PPROF               serve net/http/pprof under /debug/pprof/ on the admin API, behind its
+                            token (default false)
   AUTHZ_REGISTRATION        dynamic client registration: off (default), token or open
   AUTHZ_REGISTRATION_TOKENS initial access tokens for AUTHZ_REGISTRATION=token, comma-separated
   AUTHZ_REGISTRATION_SCOPES scopes clients may register for themselves

@@ -273,8 +273,12 @@ func (c *cli) dev(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	srv := &server{handler: handler, store: store, janitorEvery: janitorEvery, issuer: cfg.Issuer, logger: logger}
+	if err := srv.listenMetrics(cfg, handler.Metrics(), adminLn != nil); err != nil {
+		return err
+	}
+	defer srv.closeListeners() // on early returns; run closes them otherwise
 	if adminLn != nil {
-		if srv.admin, err = authz.NewAdmin(cfg, store, logger); err != nil {
+		if srv.admin, err = authz.NewAdmin(cfg, store, logger, authz.WithMetrics(handler.Metrics())); err != nil {
 			return err
 		}
 		srv.adminLn = adminLn

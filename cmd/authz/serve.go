@@ -97,23 +97,56 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	srv := &server{handler: handler, store: store, janitorEvery: janitorEvery, issuer: cfg.Issuer, logger: logger}
+	defer srv.closeListeners() // on early returns; run closes them otherwise
 	if adminOn {
-		if srv.admin, err = authz.NewAdmin(cfg, store, logger); err != nil {
+		if srv.admin, err = authz.NewAdmin(cfg, store, logger, authz.WithMetrics(handler.Metrics())); err != nil {
 			return err
 		}
 		if srv.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}
 	}
+	if err := srv.listenMetrics(cfg, handler.Metrics(), adminOn); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		if srv.adminLn != nil {
-			srv.adminLn.Close()
-		}
 		return err // "listen tcp :8080: bind: address already in use"
 	}
 	return srv.run(ctx, ln)
+}
+
+// listenMetrics opens the metrics' own listener when AUTHZ_METRICS_LISTEN
+// asks for one (or names the address of an admin API that is off); by
+// default the admin API serves them (authz.WithMetrics).
+func (s *server) listenMetrics(cfg authz.Config, m *authz.Metrics, adminOn bool) error {
+	switch {
+	case cfg.MetricsOff():
+		return nil
+	case !cfg.MetricsOnAdmin() || !adminOn && cfg.MetricsListen != "":
+		ln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		s.metrics, s.metricsLn = authz.MetricsHandler(m), ln
+	case !adminOn:
+		s.logger.Info("metrics off: they are served on the admin API's listener, which is off; set AUTHZ_METRICS_LISTEN to give them a listener of their own")
+	}
+	if cfg.Pprof && !adminOn {
+		s.logger.Warn("AUTHZ_PPROF is set but the admin API, which serves the profiles, is off")
+	}
+	return nil
+}
+
+// closeListeners closes the side listeners; after run has closed them, it
+// does nothing of consequence.
+func (s *server) closeListeners() {
+	for _, ln := range []net.Listener{s.adminLn, s.metricsLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
 }
 
 // server is what serve and dev run once everything is ready: the HTTP
@@ -122,6 +155,8 @@ type server struct {
 	handler      http.Handler
 	admin        http.Handler // nil: no admin API
 	adminLn      net.Listener
+	metrics      http.Handler // nil: no listener of the metrics' own
+	metricsLn    net.Listener
 	store        *storage.Store // the janitor's
 	janitorEvery time.Duration  // 0 disables the janitor
 	issuer       string         // for the log
@@ -145,17 +180,26 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	srv := newServer(s.handler)
-	served := make(chan error, 2)
+	served := make(chan error, 3)
 	go func() { served <- srv.Serve(ln) }()
-	var admin *http.Server
-	if s.admin != nil {
-		admin = newServer(s.admin)
+	// The admin API and the metrics' own listener, when there are.
+	var sides []*http.Server
+	for _, side := range []struct {
+		name string
+		h    http.Handler
+		ln   net.Listener
+	}{{"admin API", s.admin, s.adminLn}, {"metrics", s.metrics, s.metricsLn}} {
+		if side.h == nil {
+			continue
+		}
+		hs := newServer(side.h)
+		sides = append(sides, hs)
 		go func() {
-			if err := admin.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
-				served <- fmt.Errorf("admin API: %w", err)
+			if err := hs.Serve(side.ln); !errors.Is(err, http.ErrServerClosed) {
+				served <- fmt.Errorf("%s: %w", side.name, err)
 			}
 		}()
-		logger.Info("admin API listening", "addr", s.adminLn.Addr().String())
+		logger.Info(side.name+" listening", "addr", side.ln.Addr().String())
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "issuer", s.issuer)
 
@@ -172,8 +216,8 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 
 	select {
 	case err := <-served:
-		if admin != nil {
-			_ = admin.Close()
+		for _, hs := range sides {
+			_ = hs.Close()
 		}
 		_ = srv.Close()
 		return fmt.Errorf("serve: %w", err)
@@ -182,9 +226,9 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 	logger.Info("shutting down", "timeout", shutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if admin != nil {
-		if err := admin.Shutdown(shutdownCtx); err != nil {
-			_ = admin.Close()
+	for _, hs := range sides {
+		if err := hs.Shutdown(shutdownCtx); err != nil {
+			_ = hs.Close()
 		}
 	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {

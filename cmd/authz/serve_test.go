@@ -131,11 +131,19 @@ func TestServe(t *testing.T) {
 			t.Errorf("GET /admin/clients with token %q: %d, want %d", tc.token, resp.StatusCode, tc.want)
 		}
 	}
-	// The admin API is not on the public listener.
-	if resp, err := http.Get("http://" + addr + "/admin/clients"); err != nil {
+	// The admin API is not on the public listener, nor are the metrics;
+	// the admin listener serves them without a token.
+	for _, u := range []string{"http://" + addr + "/admin/clients", "http://" + addr + "/metrics"} {
+		if resp, err := http.Get(u); err != nil {
+			t.Fatal(err)
+		} else if resp.Body.Close(); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the public listener: %d, want 404", u, resp.StatusCode)
+		}
+	}
+	if resp, err := http.Get("http://" + m[1] + "/metrics"); err != nil {
 		t.Fatal(err)
-	} else if resp.Body.Close(); resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET /admin/clients on the public listener: %d, want 404", resp.StatusCode)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /metrics on the admin listener without a token: %d, want 200", resp.StatusCode)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -189,5 +197,66 @@ func TestServeConfigErrors(t *testing.T) {
 			tc.edit(e)
 			wantError(t, e, "", tc.want, tc.usage, append([]string{"serve"}, tc.args...)...)
 		})
+	}
+}
+
+// TestServeMetricsListener: AUTHZ_METRICS_LISTEN gives the metrics a
+// listener of their own, which serves nothing else, and takes them off
+// the admin API's.
+func TestServeMetricsListener(t *testing.T) {
+	t.Parallel()
+	e := env{
+		"AUTHZ_DATABASE_URL":   emptyDatabase(t),
+		"AUTHZ_SECRETS":        testSecret,
+		"AUTHZ_ADMIN_TOKEN":    "admin-token-admin-token-admin-token-0123",
+		"AUTHZ_METRICS_LISTEN": "127.0.0.1:0",
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := &logSink{listening: make(chan string, 1)}
+	done := make(chan error, 1)
+	go func() {
+		// Not the same string as the admin API's address, which would
+		// mean "on the admin listener".
+		done <- run(ctx, []string{"serve", "--migrate", "--listen", "127.0.0.1:0", "--admin-listen", "localhost:0"},
+			e.get, strings.NewReader(""), io.Discard, logs)
+	}()
+	select {
+	case <-logs.listening:
+	case err := <-done:
+		t.Fatalf("serve returned before listening: %v\nlog:\n%s", err, logs)
+	}
+	addrOf := func(what string) string {
+		m := regexp.MustCompile(`"msg":"` + what + ` listening","addr":"([^"]+)"`).FindStringSubmatch(logs.String())
+		if m == nil {
+			t.Fatalf("no %s address in the log:\n%s", what, logs)
+		}
+		return m[1]
+	}
+	metrics, admin := addrOf("metrics"), addrOf("admin API")
+	for _, c := range []struct {
+		url  string
+		want int
+	}{
+		{"http://" + metrics + "/metrics", http.StatusOK},
+		{"http://" + metrics + "/admin/clients", http.StatusNotFound},
+		{"http://" + admin + "/metrics", http.StatusUnauthorized},
+	} {
+		resp, err := http.Get(c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET %s: %d, want %d", c.url, resp.StatusCode, c.want)
+		}
+		if c.want == http.StatusOK && !strings.Contains(string(body), "authz_db_pool_max_connections") {
+			t.Errorf("GET %s: no pool metrics in\n%s", c.url, body)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve after cancel: %v\nlog:\n%s", err, logs)
 	}
 }
