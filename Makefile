@@ -1,10 +1,16 @@
 .PHONY: test test-race vet build run demo bench
 
+# Both first install what the tests need when it is missing (PostgreSQL,
+# PgBouncer, Chromium, Node.js and the browser test's npm packages: as
+# root with apt-get, otherwise they say what to install); see
+# scripts/test-deps.
 test:
+	bash scripts/test-deps
 	go test ./...
 
 test-race:
-	go test -race ./...
+	bash scripts/test-deps
+	go test -race -count=1 ./...
 
 vet:
 	go vet ./...
