@@ -12,11 +12,15 @@ var expiringTables = []string{
 	"login_sessions", "consents", "client_assertion_jtis", "login_throttle", "signing_keys",
 }
 
-// rowKeys names, for a table whose rows are rewritten in place all the
-// time, the primary key the janitor picks rows by: a row's ctid changes
-// with every update, so a ctid chosen in the sub-select may name another
-// version by the time the DELETE runs. Other tables go by ctid.
-var rowKeys = map[string]string{"login_throttle": "key"}
+// primaryKeys names each expiring table's primary key, by which the
+// janitor picks the rows it deletes (not by the physical row id, which is PostgreSQL's
+// alone and changes with every update of a row).
+var primaryKeys = map[string]string{
+	string(codesTable): "signature", string(accessTable): "signature", string(refreshTable): "signature",
+	string(pkceTable): "signature", string(oidcTable): "signature",
+	"login_sessions": "id_hash", "consents": "user_id, client_id", "client_assertion_jtis": "jti",
+	"login_throttle": "key", "signing_keys": "kid",
+}
 
 // DeleteExpired deletes rows whose expiry has passed, at most batch rows per
 // statement so no statement holds locks for long. It reports how many rows
@@ -28,14 +32,14 @@ func (s *Store) DeleteExpired(ctx context.Context, batch int) (map[string]int64,
 	now := s.now().UTC()
 	deleted := make(map[string]int64)
 	for _, table := range expiringTables {
-		key := "ctid"
-		if k, ok := rowKeys[table]; ok {
-			key = k
+		key, ok := primaryKeys[table]
+		if !ok {
+			return deleted, fmt.Errorf("delete expired %s: no primary key known", table)
 		}
 		for {
 			tag, err := s.pool.Exec(ctx, `
-				DELETE FROM `+table+` WHERE `+key+` = ANY (ARRAY(
-					SELECT `+key+` FROM `+table+` WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))`,
+				DELETE FROM `+table+` WHERE (`+key+`) IN (
+					SELECT `+key+` FROM `+table+` WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 				now, batch)
 			if err != nil {
 				return deleted, fmt.Errorf("delete expired %s: %w", table, err)
