@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
@@ -91,7 +92,8 @@ func NewAdmin(cfg Config, store *storage.Store, logger *slog.Logger, opts ...Adm
 	api := chain(a.routes(), guardDatabase(cfg.RequestTimeout, writeUnavailable))
 	// The log comes first, so that a request whose panic was recovered
 	// has its line too.
-	return chain(a.extras(api), accessLog(a.log, "admin request", a.metrics), a.recoverPanics, a.authenticate), nil
+	return chain(a.extras(api), accessLog(a.log, "admin request", a.metrics, NewAuditor(a.log)), a.auditAdminRequests,
+		a.recoverPanics, a.authenticate), nil
 }
 
 // adminMethods routes one path by method, answering others with 405 and
@@ -134,6 +136,7 @@ func (a *admin) routes() http.Handler {
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, r, a.log, &apiError{Status: http.StatusNotFound, Code: "not_found", Description: "there is no admin endpoint at " + r.URL.EscapedPath()})
 	})
+	r.Use(noteAdminRoute)
 	a.metrics.tagRoutes(r, "")
 	return r
 }
@@ -356,6 +359,7 @@ func (a *admin) createClient(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	auditClient(r.Context(), EventClientCreated, out.ClientID, "admin")
 	w.Header().Set("Location", "/admin/clients/"+url.PathEscape(out.ClientID))
 	writeJSON(w, http.StatusCreated, out)
 }
@@ -390,6 +394,7 @@ func (a *admin) putClient(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, adminOrNotFound(err, "client", id))
 		return
 	}
+	auditClient(r.Context(), EventClientUpdated, id, "admin")
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -430,6 +435,7 @@ func (a *admin) patchClient(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, adminOrNotFound(err, "client", id))
 		return
 	}
+	auditClient(r.Context(), EventClientUpdated, id, "admin")
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -443,6 +449,7 @@ func (a *admin) deleteClient(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, adminOrNotFound(err, "client", id))
 		return
 	}
+	auditClient(r.Context(), EventClientDeleted, id, "admin")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -484,6 +491,7 @@ func (a *admin) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, adminOrNotFound(err, "client", id))
 		return
 	}
+	auditClient(r.Context(), EventClientSecretRotate, id, "admin", slog.Int64("grace_period_seconds", int64(grace/time.Second)))
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -519,6 +527,7 @@ func (a *admin) createUser(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	auditUser(r.Context(), EventUserCreated, u.ID, "admin")
 	w.Header().Set("Location", "/admin/users/"+url.PathEscape(u.ID))
 	writeJSON(w, http.StatusCreated, u)
 }
@@ -571,6 +580,7 @@ func (a *admin) patchUser(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, adminOrNotFound(err, "user", id))
 		return
 	}
+	auditUser(r.Context(), EventUserUpdated, id, "admin", slog.String("fields", strings.Join(slices.Sorted(maps.Keys(patch)), " ")))
 	writeJSON(w, http.StatusOK, u)
 }
 
@@ -584,6 +594,7 @@ func (a *admin) deleteUser(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, adminOrNotFound(err, "user", id))
 		return
 	}
+	auditUser(r.Context(), EventUserDeleted, id, "admin")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -603,6 +614,7 @@ func (a *admin) deleteSessions(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	auditUser(r.Context(), EventUserLoggedOut, id, "admin")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -625,6 +637,7 @@ func (a *admin) unlockUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("user unlocked", "user_id", u.ID)
+	auditUser(r.Context(), EventUserUnlocked, u.ID, "admin")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -652,10 +665,13 @@ func (a *admin) withdrawConsents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, err := a.store.WithdrawConsents(r.Context(), id, clientID); err != nil {
+	n, err := a.store.WithdrawConsents(r.Context(), id, clientID)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	audit(r.Context(), AuditEvent{Event: EventConsentWithdrawn, Outcome: OutcomeSuccess, ClientID: clientID, Subject: id,
+		Attrs: []slog.Attr{slog.String("source", "admin"), slog.Int64("withdrawn", n)}})
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -146,6 +147,8 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	scopes := ar.GetRequestedScopes()
 	switch in.action {
 	case "deny":
+		audit(ctx, AuditEvent{Event: EventConsentDenied, Outcome: OutcomeDenied, ClientID: client.ID, Subject: user.ID,
+			Attrs: []slog.Attr{slog.String("scope", strings.Join(scopes, " "))}})
 		h.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
 		return
 	case "allow":
@@ -153,6 +156,8 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 			h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 			return
 		}
+		audit(ctx, AuditEvent{Event: EventConsentGranted, Outcome: OutcomeSuccess, ClientID: client.ID, Subject: user.ID,
+			Attrs: []slog.Attr{slog.String("scope", strings.Join(scopes, " "))}})
 	default:
 		// fosite lets a native app's loopback redirect use any port (RFC
 		// 8252 7.3); any local program could then take a silent code, so
@@ -274,12 +279,16 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 		h.log.Warn("login throttled", "client_id", client.ID, "addr", h.clientAddr(r).String(), "by", refused.by, "retry_after", refused.retryAfter)
 		noteOutcome(r, signInThrottled)
 		noteThrottled(ctx, refused.by)
+		auditObserved(ctx, AuditEvent{Event: EventSignInFailure, Outcome: OutcomeFailure, ClientID: client.ID,
+			Attrs: []slog.Attr{slog.String("reason", "throttled"), slog.String("throttle", refused.by)}})
+		auditLockout(ctx, client.ID, refused.by, refused.retryAfter)
 		setRetryAfter(w.Header(), refused.retryAfter)
 		h.showLogin(w, r, ar, client, in.username, refused.message(), http.StatusTooManyRequests)
 		return nil, time.Time{}, false
 	case errors.Is(err, storage.ErrInvalidCredentials):
 		h.log.Info("login failed", "client_id", client.ID)
 		noteOutcome(r, signInInvalidCredentials)
+		auditSignInFailure(ctx, client.ID, err)
 		h.showLogin(w, r, ar, client, in.username, "Incorrect username or password.", http.StatusOK)
 		return nil, time.Time{}, false
 	case errors.Is(err, storage.ErrBusy):
@@ -304,6 +313,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 		return nil, time.Time{}, false
 	}
 	noteOutcome(r, signInSuccess)
+	audit(ctx, AuditEvent{Event: EventSignInSuccess, Outcome: OutcomeSuccess, ClientID: client.ID, Subject: user.ID})
 	h.setCookie(w, h.sessionCookie, cookie, sess.ExpiresAt)
 	h.log.Info("login", "user_id", user.ID, "client_id", client.ID)
 	return user, sess.AuthTime, true

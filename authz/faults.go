@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -40,6 +41,13 @@ type requestNote struct {
 	outcome     outcome
 	throttledBy string
 	unavailable bool
+
+	// For the audit events (audit.go): those noted, the client's address,
+	// and for an admin request its route template.
+	audit      []AuditEvent
+	clientAddr netip.Addr
+	adminAudit bool
+	adminRoute string
 }
 
 type requestNoteKey struct{}
@@ -82,7 +90,8 @@ func describeError(err error) error {
 // server error: it is logged at info, as such, whatever was answered.
 // It counts every request in m (when not nil), as it was finally answered;
 // scrapes of /metrics are logged at debug only, not to fill the log.
-func accessLog(log *slog.Logger, msg string, m *Metrics) func(http.Handler) http.Handler {
+// It emits the request's audit events on au, once the answer is final.
+func accessLog(log *slog.Logger, msg string, m *Metrics, au *Auditor) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -93,6 +102,7 @@ func accessLog(log *slog.Logger, msg string, m *Metrics) func(http.Handler) http
 			elapsed := time.Since(start)
 			gone := r.Context().Err() != nil
 			m.count(note, rec.status, elapsed, gone)
+			au.flushAudit(r, note, rec.status)
 			attrs := []any{"id", note.id, "method", r.Method, "path", r.URL.Path,
 				"status", rec.status, "duration_ms", elapsed.Milliseconds()}
 			switch {

@@ -179,7 +179,8 @@ func (h *Handler) routes() http.Handler {
 
 	// Outermost first, in the order a request meets them.
 	issuer, _ := url.Parse(h.cfg.Issuer) // Validate parsed it
-	return chain(r, h.recoverPanics, accessLog(h.log, "request", h.metrics), refuseForeignTarget(issuer.Host), h.securityHeaders,
+	return chain(r, h.recoverPanics, accessLog(h.log, "request", h.metrics, NewAuditor(h.log)), noteClientAddr(h.clientAddr),
+		refuseForeignTarget(issuer.Host), h.securityHeaders,
 		guardDatabase(h.cfg.RequestTimeout, h.unavailable))
 }
 

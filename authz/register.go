@@ -134,6 +134,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("client registered", "client_id", out.ClientID, "auth_method", out.TokenEndpointAuthMethod)
+	auditClient(r.Context(), EventClientCreated, out.ClientID, "registration")
 	writeJSON(w, http.StatusCreated, h.registrationResponse(out, token))
 }
 
@@ -161,6 +162,7 @@ func (h *Handler) registration(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.log.Info("client deregistered", "client_id", c.ID)
+		auditClient(r.Context(), EventClientDeleted, c.ID, "registration")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent)
 	default:
@@ -237,6 +239,7 @@ func (h *Handler) updateRegistration(w http.ResponseWriter, r *http.Request, c *
 		return
 	}
 	h.log.Info("client registration updated", "client_id", out.ClientID)
+	auditClient(ctx, EventClientUpdated, out.ClientID, "registration")
 	writeJSON(w, http.StatusOK, h.registrationResponse(out, token))
 }
 

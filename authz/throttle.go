@@ -315,6 +315,7 @@ func withClientThrottle(store clientCounter, share func(*http.Request) shareKey,
 		switch {
 		case check.refused:
 			noteThrottled(ctx, throttleClient)
+			auditLockout(ctx, id, throttleClient, check.retryAfter)
 			return nil, clientThrottled(check.retryAfter)
 		case errors.Is(err, storage.ErrBusy):
 			// Every slow-hash slot is taken: the server is overloaded,

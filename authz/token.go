@@ -52,6 +52,7 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteOutcome(r, issuedOutcome(ar.GetGrantTypes()))
+	auditIssued(r.Context(), ar)
 	h.provider.WriteAccessResponse(r.Context(), w, ar, resp)
 }
 
@@ -62,12 +63,17 @@ func (h *Handler) exchange(ctx context.Context, r *http.Request) (fosite.AccessR
 			return ar, nil, fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt)
 		}
 		if errors.Is(err, storage.ErrConcurrentRefresh) {
+			auditRefreshReuse(ctx, ar, false)
 			return ar, nil, concurrentRefresh(err)
+		}
+		if errors.Is(err, fosite.ErrInactiveToken) && ar != nil && ar.GetGrantTypes().ExactOne("refresh_token") {
+			auditRefreshReuse(ctx, ar, true) // fosite revoked the family
 		}
 		return ar, nil, h.spendCode(ctx, ar, err)
 	}
 	resp, err := h.provider.NewAccessResponse(ctx, ar)
 	if errors.Is(err, storage.ErrConcurrentRefresh) {
+		auditRefreshReuse(ctx, ar, false)
 		return ar, nil, concurrentRefresh(err)
 	}
 	if err != nil && !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
@@ -83,6 +89,7 @@ func (h *Handler) exchange(ctx context.Context, r *http.Request) (fosite.AccessR
 		if rerr := h.store.RevokeRefreshToken(ctx, ar.GetID()); rerr != nil {
 			return ar, nil, fosite.ErrServerError.WithWrap(rerr)
 		}
+		auditCodeReuse(ctx, ar.GetClient().GetID(), ar.GetSession())
 		return ar, nil, fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
 	}
 	return ar, resp, err
@@ -115,6 +122,10 @@ func (h *Handler) spendCode(ctx context.Context, ar fosite.AccessRequester, caus
 	}
 	sig := h.strategy.AuthorizeCodeSignature(ctx, code)
 	stored, err := h.store.GetAuthorizeCodeSession(ctx, sig, openid.NewDefaultSession())
+	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) && stored != nil && stored.GetClient().GetID() == ar.GetClient().GetID() {
+		// A second use of the code: fosite revoked what the first issued.
+		auditCodeReuse(ctx, ar.GetClient().GetID(), stored.GetSession())
+	}
 	if err != nil || stored.GetClient().GetID() != ar.GetClient().GetID() {
 		// Unknown, already used, or another client's code: nothing to spend,
 		// and no client may spend a code that is not its own.
@@ -277,6 +288,8 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="authz", error="invalid_client"`)
 		}
 		setRetryAfterFor(w.Header(), err)
+	} else {
+		auditRevoked(r)
 	}
 	h.provider.WriteRevocationResponse(r.Context(), w, err)
 }

@@ -31,6 +31,17 @@ type User struct {
 // apart by the error.
 var ErrInvalidCredentials = errors.New("invalid username or password")
 
+// CredentialsError is the ErrInvalidCredentials of Authenticate, with why,
+// for the operator's audit log only: what the person sees, and the work
+// done, are the same for every reason.
+type CredentialsError struct {
+	Reason string // "unknown_user", "wrong_password" or "disabled"
+	UserID string // "" for an unknown user
+}
+
+func (e *CredentialsError) Error() string        { return ErrInvalidCredentials.Error() }
+func (e *CredentialsError) Is(target error) bool { return target == ErrInvalidCredentials }
+
 // normalize puts times read from the database in UTC.
 func (u *User) normalize() {
 	u.CreatedAt = u.CreatedAt.UTC()
@@ -216,7 +227,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (*U
 		if err := CompareSecretContext(ctx, dummyHash(), password); errors.Is(err, ErrBusy) || ctx.Err() != nil {
 			return nil, ErrBusy
 		}
-		return nil, ErrInvalidCredentials
+		return nil, &CredentialsError{Reason: "unknown_user"}
 	}
 	if err != nil {
 		return nil, err
@@ -225,10 +236,10 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (*U
 		if errors.Is(err, ErrBusy) || ctx.Err() != nil {
 			return nil, ErrBusy
 		}
-		return nil, ErrInvalidCredentials
+		return nil, &CredentialsError{Reason: "wrong_password", UserID: u.ID}
 	}
 	if u.Disabled {
-		return nil, ErrInvalidCredentials
+		return nil, &CredentialsError{Reason: "disabled", UserID: u.ID}
 	}
 	return u, nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -78,6 +80,11 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	attrs := []slog.Attr{slog.String("source", "cli"), slog.String("kid", r.Key.KID), slog.String("alg", r.Key.Algorithm)}
+	if r.Previous != nil {
+		attrs = append(attrs, slog.String("previous_kid", r.Previous.KID))
+	}
+	c.audit(ctx, authz.AuditEvent{Event: authz.EventKeyRotated, Outcome: authz.OutcomeSuccess, Attrs: attrs})
 	if r.Previous == nil {
 		_, err = fmt.Fprintf(c.stdout, "created first key %s (%s), signing now\n", r.Key.KID, r.Key.Algorithm)
 		return err
@@ -121,4 +128,9 @@ func timeOrDash(t *time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// audit emits an audit event of the CLI's, as a JSON line on stderr.
+func (c *cli) audit(ctx context.Context, e authz.AuditEvent) {
+	authz.NewAuditor(slog.New(slog.NewJSONHandler(c.stderr, nil))).Emit(ctx, e, "", netip.Addr{})
 }
