@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -259,27 +258,9 @@ func TestAdminDevModeWithoutToken(t *testing.T) {
 	}
 }
 
-// adminLogBuffer collects log output safely across goroutines.
-type adminLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *adminLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *adminLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestAdminRecoversAndLogs(t *testing.T) {
 	t.Parallel()
-	var logs adminLogBuffer
+	var logs syncBuffer
 	// A nil store panics at the first query: the panic must become a JSON
 	// 500 and a log line, not a dropped connection.
 	h, err := authz.NewAdmin(authz.Config{AdminToken: adminToken}, nil, slog.New(slog.NewTextHandler(&logs, nil)))
