@@ -3,6 +3,7 @@ package authz
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -201,6 +202,15 @@ func (f *faultWriter) decide(status int) {
 	}
 	f.decided = true
 	err := f.faults.Err()
+	if err == nil && status >= 500 {
+		// A server error with no failed query recorded, once the
+		// request's deadline has passed: its database work was cut short
+		// before any query could fail (a COMMIT not sent in time), which
+		// is the same outage.
+		if cerr := f.r.Context().Err(); errors.Is(cerr, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: the request's deadline passed", storage.ErrUnavailable)
+		}
+	}
 	if err == nil || status == http.StatusServiceUnavailable {
 		return
 	}

@@ -216,3 +216,31 @@ func TestStatements(t *testing.T) {
 		t.Errorf("one lookup counted as %d statements", got)
 	}
 }
+
+// TestCommitAfterDeadline: a request whose deadline passed before its
+// COMMIT was sent commits nothing and records the outage, so that it is
+// answered 503 and not 500, although no query failed.
+func TestCommitAfterDeadline(t *testing.T) {
+	t.Parallel()
+	s, c := faultStore(t)
+	ctx, faults := storage.WithFaultRecorder(t.Context())
+	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	ctx, err := s.BeginTX(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAuthorizeCodeSession(ctx, "too-late", codeRequest("r-late", c)); err != nil {
+		t.Fatal(err)
+	}
+	<-ctx.Done()
+	if err := s.Commit(ctx); !storage.Unavailable(err) {
+		t.Fatalf("Commit after the deadline: %v, want a database failure", err)
+	}
+	if faults.Err() == nil {
+		t.Error("a commit given up for the deadline was not recorded as a database failure")
+	}
+	if _, err := s.GetAuthorizeCodeSession(t.Context(), "too-late", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Fatalf("BUG: a commit after the deadline went through: %v", err)
+	}
+}

@@ -170,6 +170,7 @@ func (s *Store) Commit(ctx context.Context) error {
 	}
 	if err := ctx.Err(); err != nil {
 		// Too late to send the COMMIT: the request has given up.
+		recordFault(ctx, err)
 		_ = s.Rollback(ctx)
 		return translate("commit", err)
 	}
