@@ -228,7 +228,8 @@ func TestThrottleAccount(t *testing.T) {
 // proxy: what the client put before it does not change it.
 func TestThrottleAddress(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, trustLoopback)
+	var clock *stoppedClock // Retry-After counts down with the clock
+	e := newEnv(t, trustLoopback, stopClock(&clock))
 	client := e.confidential(t, "client_secret_basic")
 	e.createUser(t, "alice")
 	target := authorizeURL(e.issuer, codeParams(client, "contacts"))
@@ -252,7 +253,8 @@ func TestThrottleAddress(t *testing.T) {
 // naming a new address in every request.
 func TestThrottleSpoofedForwardedFor(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t) // no trusted proxies
+	var clock *stoppedClock           // Retry-After counts down with the clock
+	e := newEnv(t, stopClock(&clock)) // no trusted proxies
 	client := e.confidential(t, "client_secret_basic")
 	e.createUser(t, "alice")
 	target := authorizeURL(e.issuer, codeParams(client, "contacts"))
