@@ -15,8 +15,11 @@ test-race:
 vet:
 	go vet ./...
 
+# The version "authz version" prints: the nearest tag and the commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+
 build:
-	go build -o bin/authz ./cmd/authz
+	go build -ldflags "-X main.buildVersion=$(VERSION)" -o bin/authz ./cmd/authz
 
 # A development server with demo data, on a private PostgreSQL kept in
 # ./.data (installed first when missing and run as root); see "authz dev -h".

@@ -38,6 +38,7 @@ Commands:
                             one stays published until the tokens it signed have expired
   keys list                 list signing keys (a table; --format json for a JSON array)
   janitor                   delete expired rows (codes, tokens, sessions, retired keys) once
+  version                   print the version (also: authz --version)
   help                      show this help
 
 Run "authz <command> -h" for a command's flags.
@@ -57,6 +58,11 @@ Environment:
   AUTHZ_CODE_LIFESPAN, AUTHZ_ACCESS_TOKEN_LIFESPAN, AUTHZ_REFRESH_TOKEN_LIFESPAN,
   AUTHZ_ID_TOKEN_LIFESPAN, AUTHZ_LOGIN_SESSION_LIFESPAN, AUTHZ_CONSENT_LIFESPAN
                             lifespans as Go durations (10m, 1h, 720h)
+  AUTHZ_REQUEST_TIMEOUT     bound on each request's database work; a stalled database then gives
+                            503 temporarily_unavailable (default 5s, at most 25s)
+  AUTHZ_REFRESH_REUSE_WINDOW
+                            how long after a rotation a reused refresh token spares its family
+                            (default 2s; 0: every reuse revokes the family)
   AUTHZ_CLIENT_SECRET_GRACE
                             how long a client's previous secret keeps working after a rotation
                             (default 24h)
@@ -110,6 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	fs := flag.NewFlagSet("authz", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL")
+	showVersion := fs.Bool("version", false, "print the version")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			_, err := io.WriteString(stdout, usageText)
@@ -118,9 +125,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return usagef("%v (run \"authz help\" for usage)", err)
 	}
 	args = fs.Args()
+	if *showVersion {
+		return c.dispatch(ctx, "version", nil)
+	}
 	if len(args) == 0 {
-		_, err := io.WriteString(stdout, usageText)
-		return err
+		// No command is a mistake, not a request for help: say so.
+		_, _ = io.WriteString(stderr, usageText)
+		return usagef("no command given (run \"authz help\" for usage)")
 	}
 	err := c.dispatch(ctx, args[0], args[1:])
 	if errors.Is(err, errHelpShown) {
@@ -133,6 +144,12 @@ func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
 	switch name {
 	case "help":
 		_, err := io.WriteString(c.stdout, usageText)
+		return err
+	case "version":
+		if len(args) > 0 {
+			return usagef("version: unexpected argument %q", args[0])
+		}
+		_, err := io.WriteString(c.stdout, "authz "+version()+"\n")
 		return err
 	case "serve":
 		return c.serve(ctx, args)

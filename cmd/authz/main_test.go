@@ -134,9 +134,25 @@ func parseClient(t *testing.T, out string) authz.ClientMetadata {
 	return m
 }
 
+// TestVersion: "authz version" and "authz --version" print the version;
+// a bare "authz" is a usage error (exit 2), not a success.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		stdout := mustRun(t, env{}, "", args...)
+		if !strings.HasPrefix(stdout, "authz ") || strings.TrimSpace(strings.TrimPrefix(stdout, "authz ")) == "" {
+			t.Errorf("authz %v printed %q, want \"authz <version>\"", args, stdout)
+		}
+	}
+	_, stderr, err := runCLI(t, env{}, "")
+	if exitCode(err) != 2 || !strings.Contains(stderr, "serve") {
+		t.Errorf("bare authz: exit %d, stderr %q; want exit 2 with the usage", exitCode(err), stderr)
+	}
+}
+
 func TestUsage(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{nil, {"help"}, {"-h"}, {"--help"}} {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
 		stdout, _, err := runCLI(t, env{}, "", args...)
 		if err != nil {
 			t.Errorf("authz %v: %v", args, err)

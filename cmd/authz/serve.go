@@ -201,7 +201,7 @@ func (s *server) run(ctx context.Context, ln net.Listener) error {
 		}()
 		logger.Info(side.name+" listening", "addr", side.ln.Addr().String())
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "issuer", s.issuer)
+	logger.Info("listening", "addr", ln.Addr().String(), "issuer", s.issuer, "version", version())
 
 	// The janitor outlives ctx: it is stopped after the server has drained.
 	janitorCtx, stopJanitor := context.WithCancel(context.WithoutCancel(ctx))
