@@ -497,11 +497,11 @@ func createClient(ctx context.Context, store ClientStore, m ClientMetadata, regi
 		return ClientMetadata{}, err
 	}
 	if m.ClientID == "" {
-		id, err := storage.GenerateSecret()
+		id, err := newClientID()
 		if err != nil {
 			return ClientMetadata{}, err
 		}
-		m.ClientID = id[:22]
+		m.ClientID = id
 	}
 	var hash string
 	if usesSecret(m.TokenEndpointAuthMethod) {
@@ -524,6 +524,21 @@ func createClient(ctx context.Context, store ClientStore, m ClientMetadata, regi
 
 // hashClientSecret generates a secret when none is given and returns it
 // with its hash: SHA-256 for a generated one, Argon2id for a chosen one.
+// newClientID returns a random client id of 22 base64url characters
+// (132 bits) that starts with a letter or digit: an id starting with "-"
+// would be read as a flag by command lines ("authz clients get -x…").
+func newClientID() (string, error) {
+	for {
+		id, err := storage.GenerateSecret()
+		if err != nil {
+			return "", err
+		}
+		if c := id[0]; c != '-' && c != '_' {
+			return id[:22], nil
+		}
+	}
+}
+
 func hashClientSecret(secret string) (string, string, error) {
 	if secret == "" {
 		secret, err := storage.GenerateSecret()

@@ -97,3 +97,20 @@ func wantInvalidMetadata(t *testing.T, err error, code, mention string) {
 		t.Fatalf("got %s %q, want %s mentioning %q", ime.Code, ime.Message, code, mention)
 	}
 }
+
+// TestNewClientID: generated client ids never start with "-" or "_", so a
+// command line never takes one for a flag (1 in 32 did before).
+func TestNewClientID(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for range 2000 {
+		id, err := newClientID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(id) != 22 || id[0] == '-' || id[0] == '_' || seen[id] {
+			t.Fatalf("client id %q: want 22 characters, unique, not starting with - or _", id)
+		}
+		seen[id] = true
+	}
+}
