@@ -10,3 +10,6 @@ import (
 func (s *Store) QueryRowForTest(ctx context.Context, sql string, args ...any) pgx.Row {
 	return s.db(ctx).QueryRow(ctx, sql, args...)
 }
+
+// ClientCacheListens counts the times the client cache started listening.
+func (s *Store) ClientCacheListens() int64 { return s.clients.listens.Load() }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -92,7 +93,11 @@ func (s *Store) createRequest(ctx context.Context, table requestTable, signature
 		vals += ", $13"
 		args = append(args, extraVal)
 	}
-	_, err = s.db(ctx).Exec(ctx, `INSERT INTO `+string(table)+` (`+cols+`) VALUES (`+vals+`)`, args...)
+	memoOf(ctx).forget(table, signature)
+	err = s.deferWrite(ctx, &write{
+		table: table, insert: true, args: args,
+		sql: `INSERT INTO ` + string(table) + ` (` + cols + `) VALUES (` + vals + `)`,
+	})
 	return translate("create "+string(table), err)
 }
 
@@ -132,31 +137,49 @@ func (s *Store) getRow(ctx context.Context, table requestTable, signature string
 		// and fail the request's transaction with it.
 		return nil, fmt.Errorf("get %s: %w", table, fosite.ErrNotFound)
 	}
-	rotated := "NULL::timestamptz"
-	if table == refreshTable {
-		rotated = "t.rotated_at"
+	m := memoOf(ctx)
+	if r, ok := m.get(table, signature); ok {
+		if r.row == nil {
+			return nil, fmt.Errorf("get %s: %w", table, fosite.ErrNotFound)
+		}
+		return r.row, nil
 	}
-	// Inside a transaction a code is read with a row lock: a concurrent
-	// exchange of the same code waits here until the first one has
-	// committed, and then sees the code used, which is a second use.
-	lock := ""
-	if _, inTx := ctx.Value(txKey{}).(pgx.Tx); inTx && table == codesTable {
-		lock = " FOR UPDATE OF t"
+	// Inside a transaction a code or refresh token is read with a row
+	// lock: a concurrent exchange of the same code, or refresh with the
+	// same token, waits here until the first one has committed, and then
+	// sees it used.
+	lock := scopeOf(ctx) != nil && (table == codesTable || table == refreshTable)
+	sql := selectRequest(table, "$1")
+	if lock {
+		sql += " FOR UPDATE OF t"
 	}
-	rows, err := s.db(ctx).Query(ctx, `
-		SELECT t.request_id, t.requested_at, t.requested_scopes, t.granted_scopes,
-		       t.requested_audience, t.granted_audience, t.form, t.session, t.active,
-		       `+rotated+` AS rotated_at, `+clientColumns("c")+`
-		FROM `+string(table)+` t JOIN clients c ON c.id = t.client_id
-		WHERE t.signature = $1`+lock, signature)
+	rows, err := s.db(ctx).Query(ctx, sql, signature)
 	if err != nil {
 		return nil, translate("get "+string(table), err)
 	}
 	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[requestRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		m.put(table, signature, memoRow{})
+	}
 	if err != nil {
 		return nil, translate("get "+string(table), err)
 	}
+	m.put(table, signature, memoRow{row: row, locked: lock})
 	return row, nil
+}
+
+// selectRequest is the query for one row of table with its client, the
+// signature given as arg.
+func selectRequest(table requestTable, arg string) string {
+	rotated := "NULL::timestamptz"
+	if table == refreshTable {
+		rotated = "t.rotated_at"
+	}
+	return `SELECT t.request_id, t.requested_at, t.requested_scopes, t.granted_scopes,
+		       t.requested_audience, t.granted_audience, t.form, t.session, t.active,
+		       ` + rotated + ` AS rotated_at, ` + clientColumns("c") + `
+		FROM ` + string(table) + ` t JOIN clients c ON c.id = t.client_id
+		WHERE t.signature = ` + arg
 }
 
 func (row *requestRow) request(session fosite.Session) (*fosite.Request, error) {
@@ -192,6 +215,17 @@ func (s *Store) deleteRequest(ctx context.Context, table requestTable, signature
 	if !textKey(signature) {
 		return fmt.Errorf("delete %s: %w", table, fosite.ErrNotFound)
 	}
+	m := memoOf(ctx)
+	if r, ok := m.get(table, signature); ok && scopeOf(ctx) != nil {
+		if r.row == nil {
+			return fmt.Errorf("delete %s: %w", table, fosite.ErrNotFound)
+		}
+		// This transaction has seen the row; should another delete it
+		// first, the outcome, no such row, is the same.
+		m.put(table, signature, memoRow{})
+		return s.deferWrite(ctx, &write{table: table, sql: `DELETE FROM ` + string(table) + ` WHERE signature = $1`, args: []any{signature}})
+	}
+	m.forget(table, signature)
 	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM `+string(table)+` WHERE signature = $1`, signature)
 	if err != nil {
 		return translate("delete "+string(table), err)
@@ -226,6 +260,18 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 // UPDATE: of several concurrent exchanges of one code exactly one succeeds,
 // the others get fosite.ErrInvalidatedAuthorizeCode.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
+	m := memoOf(ctx)
+	if r, ok := m.get(codesTable, signature); ok && r.locked && r.row != nil {
+		if !r.row.Active {
+			return fmt.Errorf("invalidate authorization code: %w", fosite.ErrInvalidatedAuthorizeCode)
+		}
+		// Locked and active in this transaction: the update will match.
+		spent := *r.row
+		spent.Active = false
+		m.put(codesTable, signature, memoRow{row: &spent, locked: true})
+		return s.deferWrite(ctx, &write{table: codesTable, sql: `UPDATE authorization_codes SET active = false WHERE signature = $1`, args: []any{signature}})
+	}
+	m.forget(codesTable, signature)
 	tag, err := s.db(ctx).Exec(ctx,
 		`UPDATE authorization_codes SET active = false WHERE signature = $1 AND active`, signature)
 	if err != nil {
@@ -260,7 +306,8 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) 
 
 // RevokeAccessToken deletes every access token issued under requestID.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	_, err := s.db(ctx).Exec(ctx, `DELETE FROM access_tokens WHERE request_id = $1`, requestID)
+	memoOf(ctx).forgetRequest(accessTable, requestID)
+	err := s.deferWrite(ctx, &write{table: accessTable, sql: `DELETE FROM access_tokens WHERE request_id = $1`, args: []any{requestID}})
 	return translate("revoke access tokens", err)
 }
 
@@ -294,9 +341,10 @@ func WithRefreshReuse(ctx context.Context, start time.Time, window time.Duration
 }
 
 // GetRefreshTokenSession returns the request of a refresh token. A rotated or
-// revoked token returns the request and fosite.ErrInactiveToken, so reuse
-// revokes the whole family; one rotated within the reuse window before this
-// request started (WithRefreshReuse) returns ErrConcurrentRefresh instead.
+// revoked token returns the request and a RefreshInactive, which is
+// fosite.ErrInactiveToken, so reuse revokes the whole family; one rotated
+// within the reuse window before this request started (WithRefreshReuse)
+// returns ErrConcurrentRefresh instead.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
 	row, err := s.getRow(ctx, refreshTable, signature)
 	if err != nil {
@@ -311,7 +359,11 @@ func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, se
 		if ok && reuse.window > 0 && row.RotatedAt != nil && row.RotatedAt.Add(reuse.window).After(reuse.start) {
 			return nil, ErrConcurrentRefresh
 		}
-		return req, fosite.ErrInactiveToken
+		inactive := &RefreshInactive{}
+		if row.RotatedAt != nil {
+			inactive.RotatedAt = row.RotatedAt.UTC()
+		}
+		return req, inactive
 	}
 	return req, nil
 }
@@ -323,21 +375,40 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // RevokeRefreshToken deactivates every refresh token issued under requestID.
 // The rows stay until they expire, so a later use is recognised as reuse.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	_, err := s.db(ctx).Exec(ctx,
-		`UPDATE refresh_tokens SET active = false WHERE request_id = $1 AND active`, requestID)
+	memoOf(ctx).forgetRequest(refreshTable, requestID)
+	err := s.deferWrite(ctx, &write{table: refreshTable, sql: `UPDATE refresh_tokens SET active = false WHERE request_id = $1 AND active`, args: []any{requestID}})
 	return translate("revoke refresh tokens", err)
 }
 
 // RotateRefreshToken retires the refresh token being used and the access
-// tokens of its grant. The first statement is conditional: of several
-// concurrent refreshes with one token exactly one gets past it; the others
-// get ErrConcurrentRefresh (and fosite.ErrSerializationFailure, which fosite
-// knows) and their transaction rolls back.
+// tokens of its grant. Of several concurrent refreshes with one token
+// exactly one gets past the token's row lock (getRow) or its conditional
+// update; the others get ErrConcurrentRefresh (and
+// fosite.ErrSerializationFailure, which fosite knows) and their
+// transaction rolls back.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
-	db := s.db(ctx)
-	tag, err := db.Exec(ctx,
+	now := s.now().UTC()
+	m := memoOf(ctx)
+	if r, ok := m.get(refreshTable, signature); ok && r.locked && r.row != nil && r.row.RequestID == requestID {
+		if !r.row.Active {
+			return fmt.Errorf("rotate refresh token: already rotated: %w: %w", ErrConcurrentRefresh, fosite.ErrSerializationFailure)
+		}
+		// Locked and active in this transaction: the token is among the
+		// family's active ones, and one update retires them all, marking
+		// which one was rotated.
+		m.forgetRequest(refreshTable, requestID)
+		m.forgetRequest(accessTable, requestID)
+		if err := s.deferWrite(ctx, &write{table: refreshTable, args: []any{signature, requestID, now}, sql: `UPDATE refresh_tokens
+			SET active = false, rotated_at = CASE WHEN signature = $1 THEN $3::timestamptz ELSE rotated_at END
+			WHERE request_id = $2 AND active`}); err != nil {
+			return translate("rotate refresh token", err)
+		}
+		return s.RevokeAccessToken(ctx, requestID)
+	}
+	m.forgetRequest(refreshTable, requestID)
+	tag, err := s.db(ctx).Exec(ctx,
 		`UPDATE refresh_tokens SET active = false, rotated_at = $3 WHERE signature = $1 AND request_id = $2 AND active`,
-		signature, requestID, s.now().UTC())
+		signature, requestID, now)
 	if err != nil {
 		return translate("rotate refresh token", err)
 	}
@@ -406,4 +477,92 @@ func nonNil(a fosite.Arguments) []string {
 // without NUL. Tokens come from clients, and their signatures with them.
 func textKey(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// fetch names one row for prefetch.
+type fetch struct {
+	table     requestTable
+	signature string
+	lock      bool
+}
+
+// prefetch reads several rows in one statement into the memo of ctx
+// (a transaction's, or WithReads'), so the handlers that ask for them
+// one by one are answered from memory. Rows to lock are locked.
+func (s *Store) prefetch(ctx context.Context, fs ...fetch) error {
+	m := memoOf(ctx)
+	if m == nil {
+		return nil
+	}
+	var (
+		ctes, parts []string
+		args        []any
+		asked       []fetch
+	)
+	for _, f := range fs {
+		if _, ok := m.get(f.table, f.signature); ok {
+			continue
+		}
+		if !textKey(f.signature) {
+			m.put(f.table, f.signature, memoRow{})
+			continue
+		}
+		n := len(asked)
+		args = append(args, f.signature)
+		q := selectRequest(f.table, "$"+strconv.Itoa(n+1))
+		if f.lock {
+			q += " FOR UPDATE OF t"
+		}
+		ctes = append(ctes, fmt.Sprintf("f%d AS (%s)", n, q))
+		parts = append(parts, fmt.Sprintf("SELECT %d AS fetch_n, f%d.* FROM f%d", n, n, n))
+		asked = append(asked, f)
+	}
+	if len(asked) == 0 {
+		return nil
+	}
+	rows, err := s.db(ctx).Query(ctx, "WITH "+strings.Join(ctes, ", ")+" "+strings.Join(parts, " UNION ALL "), args...)
+	if err != nil {
+		return translate("prefetch", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowToAddrOfStructByName[fetchedRow])
+	if err != nil {
+		return translate("prefetch", err)
+	}
+	for _, f := range asked {
+		m.put(f.table, f.signature, memoRow{})
+	}
+	for _, r := range found {
+		if r.N < 0 || r.N >= len(asked) {
+			return fmt.Errorf("prefetch: row for unknown part %d", r.N)
+		}
+		f := asked[r.N]
+		m.put(f.table, f.signature, memoRow{row: &r.requestRow, locked: f.lock})
+	}
+	return nil
+}
+
+type fetchedRow struct {
+	N int `db:"fetch_n"`
+	requestRow
+}
+
+// PrefetchCode reads in one statement, within ctx's transaction, what a
+// code exchange asks for: the code (locked, as GetAuthorizeCodeSession
+// does), its PKCE request and its OpenID Connect session.
+func (s *Store) PrefetchCode(ctx context.Context, signature, code string) error {
+	return s.prefetch(ctx,
+		fetch{table: codesTable, signature: signature, lock: scopeOf(ctx) != nil},
+		fetch{table: pkceTable, signature: signature},
+		fetch{table: oidcTable, signature: hashKey(code)},
+	)
+}
+
+// PrefetchToken reads in one statement what introspecting a token asks
+// for: the token as an access token and as a refresh token. ctx must come
+// from WithReads (or carry a transaction) for it to be of use.
+func (s *Store) PrefetchToken(ctx context.Context, accessSignature, refreshSignature string) error {
+	return s.prefetch(ctx,
+		fetch{table: accessTable, signature: accessSignature},
+		fetch{table: refreshTable, signature: refreshSignature, lock: scopeOf(ctx) != nil},
+	)
 }

@@ -27,8 +27,9 @@ var (
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool    *pgxpool.Pool
+	now     func() time.Time
+	clients *clientCache
 }
 
 // Option configures a Store.
@@ -39,7 +40,7 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, now: time.Now}
+	s := &Store{pool: pool, now: time.Now, clients: newClientCache()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -59,32 +60,28 @@ type querier interface {
 
 type txKey struct{}
 
-// db returns the transaction carried by ctx, or the pool.
+// db returns the transaction carried by ctx, or the pool. A statement run
+// in a transaction first sends the writes it has deferred (see unit).
 func (s *Store) db(ctx context.Context) querier {
-	if tx, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
-		return tx
+	if sc := scopeOf(ctx); sc != nil {
+		return unitQuerier{sc.u}
 	}
-	return s.pool
+	return autocommit{s.pool}
 }
 
 // BeginTX starts a transaction and returns a context carrying it; every
 // storage call made with that context runs inside it. Called within a
-// transaction, it starts a nested one (a savepoint). Implements fosite's
-// storage.Transactional.
+// transaction, it starts a nested one (a savepoint, sent only when a
+// statement runs inside it). Implements fosite's storage.Transactional.
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
-	var (
-		tx  pgx.Tx
-		err error
-	)
-	if outer, ok := ctx.Value(txKey{}).(pgx.Tx); ok {
-		tx, err = outer.Begin(ctx)
-	} else {
-		tx, err = s.begin(ctx)
+	if outer := scopeOf(ctx); outer != nil {
+		return context.WithValue(ctx, txKey{}, &scope{u: outer.u, sp: outer.u.begin()}), nil
 	}
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return ctx, translate("begin transaction", err)
 	}
-	return context.WithValue(ctx, txKey{}, tx), nil
+	return context.WithValue(ctx, txKey{}, &scope{u: &unit{tx: tx, memo: newMemo()}}), nil
 }
 
 // begin starts an outermost transaction. The connection is taken first and
@@ -156,10 +153,11 @@ func beginQuery(ctx context.Context) string {
 		left+1000, left, commitBy)
 }
 
-// Commit commits the transaction carried by ctx.
+// Commit commits the transaction carried by ctx, or releases the nested
+// level ctx belongs to.
 func (s *Store) Commit(ctx context.Context) error {
-	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
-	if !ok {
+	sc := scopeOf(ctx)
+	if sc == nil {
 		return errors.New("commit: no transaction in context")
 	}
 	// A request that met a database failure answers 503: nothing of what
@@ -168,9 +166,16 @@ func (s *Store) Commit(ctx context.Context) error {
 		_ = s.Rollback(ctx)
 		return fmt.Errorf("commit: %w", err)
 	}
+	if sc.sp != nil {
+		return sc.u.release(sc.sp)
+	}
 	if err := ctx.Err(); err != nil {
 		// Too late to send the COMMIT: the request has given up.
 		recordFault(ctx, err)
+		_ = s.Rollback(ctx)
+		return translate("commit", err)
+	}
+	if err := sc.u.sync(ctx); err != nil {
 		_ = s.Rollback(ctx)
 		return translate("commit", err)
 	}
@@ -185,7 +190,8 @@ func (s *Store) Commit(ctx context.Context) error {
 		commitCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline.Add(commitGrace))
 		defer cancel()
 	}
-	if err := tx.Commit(commitCtx); err != nil {
+	defer sc.u.end()
+	if err := sc.u.tx.Commit(commitCtx); err != nil {
 		return translate("commit", err)
 	}
 	return nil
@@ -195,23 +201,54 @@ func (s *Store) Commit(ctx context.Context) error {
 // COMMIT sent in time is awaited.
 const commitGrace = 750 * time.Millisecond
 
-// Rollback rolls back the transaction carried by ctx. Rolling back one that
-// has already ended is not an error.
+// Rollback rolls back the transaction carried by ctx, or the nested level
+// ctx belongs to. Rolling back one that has already ended is not an error.
 func (s *Store) Rollback(ctx context.Context) error {
-	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
-	if !ok {
+	sc := scopeOf(ctx)
+	if sc == nil {
 		return errors.New("rollback: no transaction in context")
 	}
 	// A context that is already cancelled must not keep the rollback from
 	// reaching the server.
-	if err := tx.Rollback(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+	ctx = context.WithoutCancel(ctx)
+	if sc.sp != nil {
+		if err := sc.u.rollbackTo(ctx, sc.sp); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+			return fmt.Errorf("rollback: %w", err)
+		}
+		return nil
+	}
+	sc.u.pending = nil
+	sc.u.open = nil
+	defer sc.u.end()
+	if err := sc.u.tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
 		return fmt.Errorf("rollback: %w", err)
 	}
 	return nil
 }
 
-// InTx runs fn inside a transaction, committing when it returns nil.
-func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+// InTx runs fn inside a transaction, committing when it returns nil. An
+// outermost transaction that loses a serialization race or deadlocks runs
+// again, whole, up to MaxAttempts times (fn must do nothing but database
+// work); after that the failure stands.
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	if scopeOf(ctx) != nil {
+		return s.inTx(ctx, fn)
+	}
+	for attempt := 1; ; attempt++ {
+		err := s.inTx(ctx, fn)
+		if err == nil || attempt == MaxAttempts || !(Retryable(err) || RetryableFault(ctx)) {
+			return err
+		}
+		if f, _ := ctx.Value(faultKey{}).(*FaultRecorder); f != nil {
+			f.Reset()
+		}
+		if !RetryPause(ctx, attempt+1) {
+			return err
+		}
+	}
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context) error) (err error) {
 	ctx, err = s.BeginTX(ctx)
 	if err != nil {
 		return err

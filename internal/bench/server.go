@@ -30,6 +30,8 @@ type server struct {
 	errs   *errorTap
 	phase  atomic.Value // the CPU profile label of its requests
 	done   chan error
+	// stopCache ends the client cache's listening connection.
+	stopCache func()
 }
 
 // startServer builds the handler exactly as authz serve does, with a
@@ -72,6 +74,8 @@ func startServer(store *storage.Store, label bool) (*server, error) {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.errs, slog.LevelWarn),
 	}
+	// As authz serve does: clients from memory, kept fresh by LISTEN.
+	s.stopCache = store.StartClientCache(nil, slog.New(s.errs))
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
 }
@@ -81,6 +85,7 @@ func (s *server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
+	s.stopCache()
 	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}

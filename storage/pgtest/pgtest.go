@@ -15,6 +15,9 @@
 //		...
 //	}
 //
+// AUTHZ_TEST_ISOLATION ("repeatable read", "serializable") sets every test
+// database's default transaction isolation level.
+//
 // The databases come from the server that AUTHZ_TEST_DATABASE_URL names (the
 // role must be allowed to create databases) or, when it is unset, from a
 // throwaway cluster that the first NewDatabase of the test process starts
@@ -55,6 +58,11 @@ import (
 
 // envURL names the variable that points the tests at an existing server.
 const envURL = "AUTHZ_TEST_DATABASE_URL"
+
+// envIsolation names the variable that runs every test database at another
+// default isolation level: "repeatable read" or "serializable" (CockroachDB's
+// default). The storage must give the same answers at each.
+const envIsolation = "AUTHZ_TEST_ISOLATION"
 
 const setupTimeout = 2 * time.Minute
 
@@ -178,6 +186,11 @@ type source struct {
 }
 
 func newSource(ctx context.Context) (*source, error) {
+	switch level := os.Getenv(envIsolation); level {
+	case "", "read committed", "repeatable read", "serializable":
+	default:
+		return nil, fmt.Errorf("%s=%q: want read committed, repeatable read or serializable", envIsolation, level)
+	}
 	s := &source{dbs: map[string]bool{}}
 	if env := os.Getenv(envURL); env != "" {
 		if _, err := pgx.ParseConfig(env); err != nil {
@@ -250,6 +263,12 @@ func (s *source) create(ctx context.Context, name string) error {
 	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{s.template}.Sanitize()
 	if err := s.exec(ctx, sql); err != nil {
 		return fmt.Errorf("create test database: %w", err)
+	}
+	if level := os.Getenv(envIsolation); level != "" {
+		// Settings of a database are not copied with it from the template.
+		if err := s.exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" SET default_transaction_isolation = '"+level+"'"); err != nil {
+			return fmt.Errorf("set the test database's isolation level: %w", err)
+		}
 	}
 	return nil
 }

@@ -520,8 +520,9 @@ func testRefreshToken(t *testing.T, mk func(*testing.T) *env) {
 const raceTimeout = time.Minute
 
 // race runs fn in n goroutines started together, each in its own
-// transaction, committed when fn returns nil and rolled back otherwise. It
-// returns each goroutine's error.
+// transaction (InTx: committed when fn returns nil, rolled back otherwise,
+// rerun when it lost a serialization race). It returns each goroutine's
+// error.
 func (e *env) race(n int, fn func(ctx context.Context, i int) error) []error {
 	ctx, cancel := context.WithTimeout(e.ctx, raceTimeout)
 	defer cancel()
@@ -531,19 +532,9 @@ func (e *env) race(n int, fn func(ctx context.Context, i int) error) []error {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			ctx, err := e.store.BeginTX(ctx)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			if err = fn(ctx, i); err == nil {
-				err = e.store.Commit(ctx)
-			}
-			if err != nil {
-				if rbErr := e.store.Rollback(ctx); rbErr != nil {
-					err = errors.Join(err, rbErr)
-				}
-			}
+			// As the HTTP layer does: a transaction that loses a
+			// serialization race (REPEATABLE READ, SERIALIZABLE) runs again.
+			err := e.store.InTx(ctx, func(ctx context.Context) error { return fn(ctx, i) })
 			errs[i] = err
 		})
 	}

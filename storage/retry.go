@@ -1,0 +1,112 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// MaxAttempts is how many times a unit of work runs when it keeps losing
+// serialization races: under REPEATABLE READ or SERIALIZABLE (CockroachDB's
+// default, and an option of PostgreSQL's) the database refuses a
+// transaction that raced with another rather than let it decide on stale
+// data, and expects it to be run again.
+const MaxAttempts = 4
+
+// Retryable reports whether err says the transaction lost such a race: a
+// serialization failure or a deadlock. Running the whole transaction again
+// gives it a fresh snapshot.
+func Retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) &&
+		(pgErr.Code == pgerrcode.SerializationFailure || pgErr.Code == pgerrcode.DeadlockDetected)
+}
+
+// RetryableFault reports whether the database failure recorded for ctx's
+// request (see FaultRecorder) was a lost race, which rerunning the request's
+// whole unit of work may win. It forgets the failure when so, ready for
+// that rerun.
+func RetryableFault(ctx context.Context) bool {
+	f, _ := ctx.Value(faultKey{}).(*FaultRecorder)
+	if f == nil || !Retryable(f.Err()) {
+		return false
+	}
+	f.Reset()
+	return true
+}
+
+// RetryPause waits before attempt (2, 3, ...) of a unit of work: a few
+// milliseconds, doubling, with jitter so that racers do not meet again. It
+// returns false, without waiting, when ctx ends first or would end before
+// the attempt could do anything.
+func RetryPause(ctx context.Context, attempt int) bool {
+	d := time.Duration(2<<attempt) * time.Millisecond
+	d = d/2 + rand.N(d)
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d+commitMargin {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// autocommit runs the statements of storage calls made outside a
+// transaction. A statement that writes may lose a serialization race
+// under REPEATABLE READ or SERIALIZABLE like any transaction (two sign-in
+// failures counted on one row at once, say); a failed single statement
+// did nothing, so it is simply run again.
+type autocommit struct{ pool *pgxpool.Pool }
+
+func (a autocommit) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	err := retryStatement(ctx, func(ctx context.Context) (err error) {
+		tag, err = a.pool.Exec(ctx, sql, args...)
+		return err
+	})
+	return tag, err
+}
+
+// Query is not rerun: its failures arrive with its rows, and reads do not
+// lose serialization races in single statements.
+func (a autocommit) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return a.pool.Query(ctx, sql, args...)
+}
+
+func (a autocommit) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return retriedRow{ctx: ctx, run: func(ctx context.Context) pgx.Row { return a.pool.QueryRow(ctx, sql, args...) }}
+}
+
+type retriedRow struct {
+	ctx context.Context
+	run func(ctx context.Context) pgx.Row
+}
+
+func (r retriedRow) Scan(dest ...any) error {
+	return retryStatement(r.ctx, func(ctx context.Context) error { return r.run(ctx).Scan(dest...) })
+}
+
+// retryStatement runs one statement up to MaxAttempts times while it loses
+// serialization races. Only the last attempt's failure is recorded
+// against the request (FaultRecorder): one that was won by a rerun is
+// not an outage.
+func retryStatement(ctx context.Context, run func(ctx context.Context) error) error {
+	quiet := WithoutFaultRecording(ctx)
+	for attempt := 1; ; attempt++ {
+		err := run(quiet)
+		if err == nil || !Retryable(err) || attempt == MaxAttempts || !RetryPause(ctx, attempt+1) {
+			recordFault(ctx, err)
+			return err
+		}
+	}
+}

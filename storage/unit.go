@@ -1,0 +1,360 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A unit is one outermost transaction and what the store knows of it: the
+// rows it has read (so fosite's handlers, which read a code or a token up
+// to three times per request, go to the database once), the writes it has
+// not sent yet, and its open savepoints.
+//
+// Writes whose outcome the store already knows are deferred and sent
+// together, as one statement, when the transaction next needs the
+// database: usually right before COMMIT. A code exchange's spending of the
+// code, its two new tokens and its deleted OpenID Connect session are then
+// one round trip instead of four. What is deferred is chosen so the answer
+// cannot differ from running each write when it was asked for:
+//
+//   - an insert, whose only failure (a duplicate random signature) would
+//     be a server error either way;
+//   - an update or delete by request id, which reports nothing;
+//   - spending a code or rotating a refresh token this transaction holds
+//     locked and has seen active, so the conditional update is known to
+//     match;
+//   - deleting a row this transaction has read.
+//
+// Every other statement first sends what is deferred, so it sees the
+// transaction's own writes. Savepoints are lazy too: one that is opened
+// and released with no statement in between costs nothing.
+type unit struct {
+	tx      pgx.Tx
+	pending []pendingItem
+	open    []*savepoint // nested levels, innermost last
+	seq     int
+	memo    *memo
+	// wroteClients: the transaction changed a client, so what it reads
+	// of clients may never be committed and is not cached.
+	wroteClients bool
+	// onEnd runs when the transaction has ended, committed or not.
+	onEnd []func()
+}
+
+func (u *unit) end() {
+	for _, f := range u.onEnd {
+		f()
+	}
+	u.onEnd = nil
+}
+
+// scope is what a transaction's context carries: its unit, and the
+// savepoint of the level it belongs to (nil for the outermost).
+type scope struct {
+	u  *unit
+	sp *savepoint
+}
+
+type savepoint struct {
+	name string
+	sent bool
+}
+
+// pendingItem is a deferred write or the start of a savepoint.
+type pendingItem struct {
+	sp    *savepoint
+	write *write
+}
+
+type write struct {
+	table  requestTable
+	insert bool
+	sql    string
+	args   []any
+}
+
+func scopeOf(ctx context.Context) *scope {
+	sc, _ := ctx.Value(txKey{}).(*scope)
+	return sc
+}
+
+// deferWrite queues w in ctx's transaction, or runs it at once outside one.
+func (s *Store) deferWrite(ctx context.Context, w *write) error {
+	sc := scopeOf(ctx)
+	if sc == nil {
+		_, err := s.pool.Exec(ctx, w.sql, w.args...)
+		return err
+	}
+	sc.u.pending = append(sc.u.pending, pendingItem{write: w})
+	return nil
+}
+
+// sync sends everything deferred, in order: runs of writes as single
+// statements, savepoint starts as SAVEPOINT.
+func (u *unit) sync(ctx context.Context) error {
+	if len(u.pending) == 0 {
+		return nil
+	}
+	items := u.pending
+	u.pending = nil
+	var run []*write
+	send := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		sql, args := combine(run)
+		run = nil
+		_, err := u.tx.Exec(ctx, sql, args...)
+		return err
+	}
+	for _, it := range items {
+		if it.sp != nil {
+			if err := send(); err != nil {
+				return err
+			}
+			if _, err := u.tx.Exec(ctx, "SAVEPOINT "+it.sp.name); err != nil {
+				return err
+			}
+			it.sp.sent = true
+			continue
+		}
+		if conflicts(run, it.write) {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		run = append(run, it.write)
+	}
+	return send()
+}
+
+// conflicts reports whether w must not share a statement with run. All
+// parts of one statement see the same snapshot and none sees another's
+// rows: an update or delete must not follow a write to its table, which
+// it might have to see or would touch a second time. An insert may follow
+// anything.
+func conflicts(run []*write, w *write) bool {
+	if w.insert {
+		return false
+	}
+	for _, r := range run {
+		if r.table == w.table {
+			return true
+		}
+	}
+	return false
+}
+
+var placeholder = regexp.MustCompile(`\$([0-9]+)`)
+
+// combine makes one statement of several data-modifying ones: all but the
+// last become WITH clauses, which PostgreSQL runs to completion whether or
+// not anything reads them.
+func combine(ws []*write) (string, []any) {
+	if len(ws) == 1 {
+		return ws[0].sql, ws[0].args
+	}
+	var b strings.Builder
+	var args []any
+	for i, w := range ws {
+		offset := len(args)
+		sql := placeholder.ReplaceAllStringFunc(w.sql, func(p string) string {
+			n, _ := strconv.Atoi(p[1:])
+			return "$" + strconv.Itoa(n+offset)
+		})
+		args = append(args, w.args...)
+		switch {
+		case i == 0:
+			fmt.Fprintf(&b, "WITH w%d AS (%s)", i, sql)
+		case i < len(ws)-1:
+			fmt.Fprintf(&b, ", w%d AS (%s)", i, sql)
+		default:
+			b.WriteString(" ")
+			b.WriteString(sql)
+		}
+	}
+	return b.String(), args
+}
+
+// begin opens a nested level: a savepoint, sent only when a statement
+// runs inside it.
+func (u *unit) begin() *savepoint {
+	u.seq++
+	sp := &savepoint{name: "sp_" + strconv.Itoa(u.seq)}
+	u.pending = append(u.pending, pendingItem{sp: sp})
+	u.open = append(u.open, sp)
+	return sp
+}
+
+// release ends a nested level keeping its work. A savepoint that was sent
+// stays until the transaction ends: releasing it would cost a round trip
+// and change nothing.
+func (u *unit) release(sp *savepoint) error {
+	if err := u.pop(sp); err != nil {
+		return err
+	}
+	if !sp.sent {
+		for i, it := range u.pending {
+			if it.sp == sp {
+				u.pending = append(u.pending[:i], u.pending[i+1:]...)
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// rollbackTo ends a nested level undoing its work. A level already ended
+// is not an error.
+func (u *unit) rollbackTo(ctx context.Context, sp *savepoint) error {
+	if !u.isOpen(sp) {
+		return nil
+	}
+	_ = u.pop(sp)
+	if !sp.sent {
+		// Nothing of the level reached the database: forget its writes.
+		for i, it := range u.pending {
+			if it.sp == sp {
+				u.pending = u.pending[:i]
+				break
+			}
+		}
+		return nil
+	}
+	// Its start was sent, so everything still deferred came after it.
+	u.pending = nil
+	u.memo.clear()
+	_, err := u.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+sp.name)
+	return err
+}
+
+func (u *unit) isOpen(sp *savepoint) bool {
+	for _, o := range u.open {
+		if o == sp {
+			return true
+		}
+	}
+	return false
+}
+
+// pop closes sp, which must be the innermost open level.
+func (u *unit) pop(sp *savepoint) error {
+	if n := len(u.open); n == 0 || u.open[n-1] != sp {
+		return errors.New("savepoint ended out of order")
+	}
+	u.open = u.open[:len(u.open)-1]
+	return nil
+}
+
+// unitQuerier runs statements in a unit's transaction after what it has
+// deferred.
+type unitQuerier struct{ u *unit }
+
+func (q unitQuerier) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := q.u.sync(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return q.u.tx.Exec(ctx, sql, args...)
+}
+
+func (q unitQuerier) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := q.u.sync(ctx); err != nil {
+		return nil, err
+	}
+	return q.u.tx.Query(ctx, sql, args...)
+}
+
+func (q unitQuerier) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := q.u.sync(ctx); err != nil {
+		return errRow{err}
+	}
+	return q.u.tx.QueryRow(ctx, sql, args...)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// memo holds the rows a request has read, by table and signature. A nil
+// row records that none exists. Outside a transaction it lives for one
+// request (WithReads); inside one, for the transaction.
+type memo struct {
+	rows map[rowKey]memoRow
+}
+
+type rowKey struct {
+	table     requestTable
+	signature string
+}
+
+type memoRow struct {
+	row *requestRow
+	// locked: read FOR UPDATE in this transaction, so no one else can
+	// change it before the transaction ends.
+	locked bool
+}
+
+func newMemo() *memo { return &memo{rows: make(map[rowKey]memoRow)} }
+
+func (m *memo) get(table requestTable, signature string) (memoRow, bool) {
+	if m == nil {
+		return memoRow{}, false
+	}
+	r, ok := m.rows[rowKey{table, signature}]
+	return r, ok
+}
+
+func (m *memo) put(table requestTable, signature string, r memoRow) {
+	if m != nil {
+		m.rows[rowKey{table, signature}] = r
+	}
+}
+
+func (m *memo) forget(table requestTable, signature string) {
+	if m != nil {
+		delete(m.rows, rowKey{table, signature})
+	}
+}
+
+// forgetRequest forgets table's rows of one grant, after a write by
+// request id.
+func (m *memo) forgetRequest(table requestTable, requestID string) {
+	if m == nil {
+		return
+	}
+	for k, r := range m.rows {
+		if k.table == table && (r.row == nil || r.row.RequestID == requestID) {
+			delete(m.rows, k)
+		}
+	}
+}
+
+func (m *memo) clear() {
+	if m != nil {
+		clear(m.rows)
+	}
+}
+
+type memoKey struct{}
+
+// WithReads returns a context in which the store remembers the request
+// rows it reads, for one request outside a transaction: introspection
+// asks for a token as an access token and then as a refresh token.
+func WithReads(ctx context.Context) context.Context {
+	return context.WithValue(ctx, memoKey{}, newMemo())
+}
+
+func memoOf(ctx context.Context) *memo {
+	if sc := scopeOf(ctx); sc != nil {
+		return sc.u.memo
+	}
+	m, _ := ctx.Value(memoKey{}).(*memo)
+	return m
+}

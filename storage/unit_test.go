@@ -1,0 +1,251 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/authz/authz/storage"
+	"github.com/authz/authz/storage/pgtest"
+)
+
+// unitEnv is a store on an instrumented pool, so tests can count the
+// statements a unit of work sends.
+type unitEnv struct {
+	t      testing.TB
+	ctx    context.Context
+	pool   *pgxpool.Pool
+	store  *storage.Store
+	client *storage.Client
+}
+
+func newUnitEnv(t testing.TB) *unitEnv {
+	t.Helper()
+	pool, err := storage.NewPool(context.Background(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	e := &unitEnv{t: t, ctx: context.Background(), pool: pool, store: storage.New(pool)}
+	e.client = &storage.Client{ID: "rp", SecretHash: "x", RedirectURIs: []string{"https://rp.example/cb"},
+		GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
+		Scopes: []string{"openid"}, TokenEndpointAuthMethod: "client_secret_basic"}
+	if err := e.store.CreateClient(e.ctx, e.client); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *unitEnv) request(id string) *fosite.Request {
+	sess := openid.NewDefaultSession()
+	sess.Subject = "user-1"
+	sess.SetExpiresAt(fosite.AccessToken, time.Now().Add(time.Hour))
+	sess.SetExpiresAt(fosite.RefreshToken, time.Now().Add(time.Hour))
+	sess.SetExpiresAt(fosite.AuthorizeCode, time.Now().Add(time.Hour))
+	return &fosite.Request{ID: id, RequestedAt: time.Now().UTC(), Client: e.client,
+		GrantedScope: fosite.Arguments{"openid"}, Form: url.Values{}, Session: sess}
+}
+
+func (e *unitEnv) must(err error) {
+	e.t.Helper()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// statements runs fn and returns how many statements the pool ran.
+func (e *unitEnv) statements(fn func()) int64 {
+	before := storage.Statements(e.pool)
+	fn()
+	return storage.Statements(e.pool) - before
+}
+
+func (e *unitEnv) count(sql string, args ...any) int {
+	e.t.Helper()
+	var n int
+	e.must(e.pool.QueryRow(e.ctx, `SELECT count(*) FROM `+sql, args...).Scan(&n))
+	return n
+}
+
+// TestExchangeIsFourStatements: a code exchange as fosite's handlers make
+// it (the code read three times, its PKCE request and OpenID Connect
+// session read and deleted, the code spent, two tokens created) costs
+// BEGIN, one read, one write and COMMIT, and does all of it.
+func TestExchangeIsFourStatements(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	req := e.request("grant-1")
+	e.must(e.store.CreateAuthorizeCodeSession(e.ctx, "code-sig", req))
+	e.must(e.store.CreatePKCERequestSession(e.ctx, "code-sig", req))
+	e.must(e.store.CreateOpenIDConnectSession(e.ctx, "the-code", req))
+
+	n := e.statements(func() {
+		ctx, err := e.store.BeginTX(e.ctx)
+		e.must(err)
+		e.must(e.store.PrefetchCode(ctx, "code-sig", "the-code"))
+		for range 2 {
+			_, err = e.store.GetAuthorizeCodeSession(ctx, "code-sig", openid.NewDefaultSession())
+			e.must(err)
+		}
+		_, err = e.store.GetPKCERequestSession(ctx, "code-sig", openid.NewDefaultSession())
+		e.must(err)
+		e.must(e.store.DeletePKCERequestSession(ctx, "code-sig"))
+		inner, err := e.store.BeginTX(ctx) // fosite's own transaction
+		e.must(err)
+		e.must(e.store.InvalidateAuthorizeCodeSession(inner, "code-sig"))
+		e.must(e.store.CreateAccessTokenSession(inner, "access-1", req))
+		e.must(e.store.CreateRefreshTokenSession(inner, "refresh-1", "access-1", req))
+		e.must(e.store.Commit(inner))
+		_, err = e.store.GetOpenIDConnectSession(ctx, "the-code", &fosite.Request{Session: openid.NewDefaultSession()})
+		e.must(err)
+		e.must(e.store.DeleteOpenIDConnectSession(ctx, "the-code"))
+		e.must(e.store.Commit(ctx))
+	})
+	if n != 4 {
+		t.Errorf("the exchange ran %d statements, want 4", n)
+	}
+	if _, err := e.store.GetAuthorizeCodeSession(e.ctx, "code-sig", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		t.Errorf("the code after the exchange: %v, want it spent", err)
+	}
+	if got := e.count(`access_tokens WHERE signature = 'access-1'`) + e.count(`refresh_tokens WHERE signature = 'refresh-1' AND active`); got != 2 {
+		t.Errorf("%d of the 2 new tokens exist", got)
+	}
+	if got := e.count(`pkce_requests`) + e.count(`oidc_sessions`); got != 0 {
+		t.Errorf("%d PKCE requests and OpenID Connect sessions left, want none", got)
+	}
+}
+
+// TestRefreshIsFourStatements: rotating a refresh token retires the whole
+// family, marks only the used token rotated, deletes the grant's access
+// tokens and stores the new pair, in BEGIN, one read, one write, COMMIT.
+func TestRefreshIsFourStatements(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	req := e.request("grant-1")
+	e.must(e.store.CreateAccessTokenSession(e.ctx, "access-0", req))
+	e.must(e.store.CreateRefreshTokenSession(e.ctx, "refresh-0", "access-0", req))
+	e.must(e.store.CreateRefreshTokenSession(e.ctx, "refresh-sibling", "access-0", req))
+
+	n := e.statements(func() {
+		ctx, err := e.store.BeginTX(e.ctx)
+		e.must(err)
+		_, err = e.store.GetRefreshTokenSession(ctx, "refresh-0", openid.NewDefaultSession())
+		e.must(err)
+		inner, err := e.store.BeginTX(ctx)
+		e.must(err)
+		e.must(e.store.RotateRefreshToken(inner, "grant-1", "refresh-0"))
+		e.must(e.store.CreateAccessTokenSession(inner, "access-1", req))
+		e.must(e.store.CreateRefreshTokenSession(inner, "refresh-1", "access-1", req))
+		e.must(e.store.Commit(inner))
+		e.must(e.store.Commit(ctx))
+	})
+	if n != 4 {
+		t.Errorf("the refresh ran %d statements, want 4", n)
+	}
+	for sig, want := range map[string]int{"refresh-0": 0, "refresh-sibling": 0, "refresh-1": 1} {
+		if got := e.count(`refresh_tokens WHERE signature = $1 AND active`, sig); got != want {
+			t.Errorf("%s active: %d, want %d", sig, got, want)
+		}
+	}
+	if got := e.count(`refresh_tokens WHERE rotated_at IS NOT NULL`); got != 1 {
+		t.Errorf("%d tokens marked rotated, want only the one used", got)
+	}
+	if e.count(`access_tokens WHERE signature = 'access-0'`) != 0 || e.count(`access_tokens WHERE signature = 'access-1'`) != 1 {
+		t.Error("the grant's old access token should be gone and the new one stored")
+	}
+	// A second use of the rotated token, later, is reuse.
+	if _, err := e.store.GetRefreshTokenSession(e.ctx, "refresh-0", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrInactiveToken) {
+		t.Errorf("the rotated token: %v, want inactive", err)
+	}
+}
+
+// TestDeferredWritesKeepTheirOrder: a write that must see an earlier one
+// (revoking a grant after one of its tokens was created in the same
+// transaction) is not merged into a statement with it, where it would not.
+func TestDeferredWritesKeepTheirOrder(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	req := e.request("grant-1")
+	ctx, err := e.store.BeginTX(e.ctx)
+	e.must(err)
+	e.must(e.store.CreateRefreshTokenSession(ctx, "refresh-1", "access-1", req))
+	e.must(e.store.CreateAccessTokenSession(ctx, "access-1", req))
+	e.must(e.store.RevokeRefreshToken(ctx, "grant-1"))
+	e.must(e.store.RevokeAccessToken(ctx, "grant-1"))
+	e.must(e.store.Commit(ctx))
+	if got := e.count(`refresh_tokens WHERE active`); got != 0 {
+		t.Errorf("%d refresh tokens still active after their grant was revoked", got)
+	}
+	if got := e.count(`access_tokens`); got != 0 {
+		t.Errorf("%d access tokens left after their grant was revoked", got)
+	}
+}
+
+// TestLazySavepoints: a nested level that ran no statement costs none,
+// and rolling it back forgets its deferred writes; one that did run a
+// statement rolls back in the database.
+func TestLazySavepoints(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	req := e.request("grant-1")
+	var n int64
+	n = e.statements(func() {
+		ctx, err := e.store.BeginTX(e.ctx)
+		e.must(err)
+		kept, err := e.store.BeginTX(ctx)
+		e.must(err)
+		e.must(e.store.CreateAccessTokenSession(kept, "kept", req))
+		e.must(e.store.Commit(kept))
+		dropped, err := e.store.BeginTX(ctx)
+		e.must(err)
+		e.must(e.store.CreateAccessTokenSession(dropped, "dropped", req))
+		e.must(e.store.Rollback(dropped))
+		sent, err := e.store.BeginTX(ctx)
+		e.must(err)
+		e.must(e.store.CreateAccessTokenSession(sent, "sent", req))
+		// A read inside the level sends its savepoint and its write.
+		if _, err := e.store.GetAccessTokenSession(sent, "sent", openid.NewDefaultSession()); err != nil {
+			t.Errorf("a deferred write unseen by a read in its own transaction: %v", err)
+		}
+		e.must(e.store.Rollback(sent))
+		e.must(e.store.Commit(ctx))
+	})
+	for sig, want := range map[string]int{"kept": 1, "dropped": 0, "sent": 0} {
+		if got := e.count(`access_tokens WHERE signature = $1`, sig); got != want {
+			t.Errorf("%s: %d rows, want %d", sig, got, want)
+		}
+	}
+	// BEGIN; "kept"; SAVEPOINT; "sent"; the read; ROLLBACK TO SAVEPOINT;
+	// COMMIT. Nothing for the levels "kept" and "dropped" themselves.
+	if n != 7 {
+		t.Errorf("%d statements, want 7", n)
+	}
+}
+
+// TestIntrospectionPrefetchIsOneStatement: a token looked up as an access
+// token and then as a refresh token, as introspection does, is one query.
+func TestIntrospectionPrefetchIsOneStatement(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	req := e.request("grant-1")
+	e.must(e.store.CreateRefreshTokenSession(e.ctx, "token-sig", "access-1", req))
+	n := e.statements(func() {
+		ctx := storage.WithReads(e.ctx)
+		e.must(e.store.PrefetchToken(ctx, "token-sig", "token-sig"))
+		if _, err := e.store.GetAccessTokenSession(ctx, "token-sig", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("as an access token: %v, want not found", err)
+		}
+		if _, err := e.store.GetRefreshTokenSession(ctx, "token-sig", openid.NewDefaultSession()); err != nil {
+			t.Errorf("as a refresh token: %v", err)
+		}
+	})
+	if n != 1 {
+		t.Errorf("%d statements, want 1", n)
+	}
+}
