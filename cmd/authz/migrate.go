@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -54,14 +55,10 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 	}
 
 	applied, err := storage.Migrate(ctx, conn)
-	if err != nil && len(applied) > 0 {
-		// The last one started is the one that failed; each migration runs
-		// in its own transaction, so it left nothing behind.
-		failed := applied[len(applied)-1]
-		for _, m := range applied[:len(applied)-1] {
-			fmt.Fprintf(c.stdout, "applied %s\n", migrationName(m))
-		}
-		return fmt.Errorf("migration %s failed: %w", migrationName(failed), err)
+	var failed *storage.MigrationError
+	if errors.As(err, &failed) {
+		// Pending migrations run in one transaction: none of them stayed.
+		return fmt.Errorf("migration %s failed, so none was applied: %w", migrationName(failed.Migration), failed.Err)
 	}
 	if err != nil {
 		return err
@@ -83,8 +80,8 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 }
 
 // migrateOnStart applies pending migrations for serve --migrate and dev,
-// logging each: on AUTHZ_MIGRATE_DATABASE_URL when set (required behind a
-// transaction pooler), else on a connection of the server's pool.
+// logging each: on AUTHZ_MIGRATE_DATABASE_URL when set, else on a
+// connection of the server's pool, which may be a transaction pooler's.
 func (c *cli) migrateOnStart(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
 	raw, separate, err := c.separateMigrationURL()
 	if err != nil {
