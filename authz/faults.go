@@ -107,7 +107,9 @@ func accessLog(log *slog.Logger, msg string, m *Metrics, au *Auditor) func(http.
 			attrs := []any{"id", note.id, "method", r.Method, "path", r.URL.Path,
 				"status", rec.status, "duration_ms", elapsed.Milliseconds()}
 			switch {
-			case note.route != nil && note.route.label == metricsPath && rec.status < 400:
+			case note.route != nil && (note.route.label == metricsPath || note.route.label == "/static/") && rec.status < 400:
+				// Scrapes and page assets would drown the requests that
+				// matter (and dev's banner) at info.
 				log.Debug(msg, attrs...)
 			case gone:
 				if note.cause != nil {

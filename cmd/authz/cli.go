@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/authz/authz/internal/devserver"
 )
 
 const usageText = `authz is an OAuth 2.0 and OpenID Connect authorization server.
@@ -27,7 +29,8 @@ Commands:
   clients delete ID         delete a client and everything issued to it
   clients rotate-secret ID  give a client a new secret (shown once); the previous one keeps
                             working for --grace (default 24h, $AUTHZ_CLIENT_SECRET_GRACE)
-  users create              add a user; the password is read from stdin (--password-stdin)
+  users create              add a user; --password-stdin asks for the password on a terminal, or
+                            reads the first line of a pipe (never a flag: it would stay in history)
   users list                list users (a table; --format json for a JSON array)
   users disable USERNAME    stop a user from logging in and end their sessions
   users enable USERNAME     let a disabled user log in again
@@ -45,14 +48,16 @@ Run "authz <command> -h" for a command's flags.
 
 Environment:
   AUTHZ_DATABASE_URL        PostgreSQL URL, e.g. postgres://user:pass@localhost:5432/authz
-                            (DATABASE_URL is used when it is unset; --database-url wins over both)
+                            (DATABASE_URL is used when it is unset; --database-url wins over both;
+                            with none, commands other than serve use the database of authz dev
+                            run in this folder, starting its PostgreSQL for the command if needed)
   AUTHZ_DATABASE_POOLER     none (default), or transaction when the URL is a pooler in transaction
                             mode (PgBouncer): no session settings, no prepared statements
   AUTHZ_MIGRATE_DATABASE_URL
-                            direct PostgreSQL URL for migrations (migrate, serve --migrate, dev
-                            on a configured database); required with AUTHZ_DATABASE_POOLER=transaction
+                            optional PostgreSQL URL for migrations (migrate, serve --migrate, dev
+                            on a configured database); behind a pooler also the client cache's LISTEN
   AUTHZ_ISSUER              public base URL of the server (default http://localhost:8080)
-  AUTHZ_LISTEN              address to listen on (default :8080)
+  AUTHZ_LISTEN              address to listen on (default :8080; authz dev: 127.0.0.1:8080)
   AUTHZ_SECRETS             system secrets, comma-separated, 32+ bytes each; the first signs
                             (generate one with: openssl rand -base64 48)
   AUTHZ_CODE_LIFESPAN, AUTHZ_ACCESS_TOKEN_LIFESPAN, AUTHZ_REFRESH_TOKEN_LIFESPAN,
@@ -107,7 +112,11 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	databaseURL    string // the global --database-url, if given
-	ownCluster     bool   // dev runs its own PostgreSQL: the URL is direct, whatever AUTHZ_DATABASE_POOLER says
+	ownCluster     bool   // the URL is dev's own PostgreSQL: direct, whatever AUTHZ_DATABASE_POOLER says
+	// devFallback: with no database configured, the command uses the
+	// database of authz dev run in this folder (devDB, once found).
+	devFallback bool
+	devDB       *devserver.Database
 }
 
 // run runs the command line args (without the program name).
@@ -135,12 +144,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	err := c.dispatch(ctx, args[0], args[1:])
 	if errors.Is(err, errHelpShown) {
-		return nil
+		err = nil
 	}
-	return err
+	return errors.Join(err, c.closeDev())
 }
 
 func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
+	// Management commands may use dev's database; a server never takes it
+	// unasked, and dev runs its own.
+	c.devFallback = name != "serve" && name != "dev"
 	switch name {
 	case "help":
 		_, err := io.WriteString(c.stdout, usageText)
@@ -176,6 +188,8 @@ func (c *cli) dispatch(ctx context.Context, name string, args []string) error {
 		})
 	case "keys":
 		return c.keys(ctx, args)
+	case "scopes":
+		return c.scopes(ctx, args)
 	case "janitor":
 		return c.janitor(ctx, args)
 	}
@@ -247,12 +261,20 @@ func (c *cli) parse(fs *flag.FlagSet, synopsis string, args []string) ([]string,
 	}
 }
 
-// stringList is a repeatable flag. With split set, each value may also be
-// a comma-separated list.
+// stringList is a repeatable flag. With sep set, each value is also a
+// list, split at any of sep's characters.
 type stringList struct {
 	values []string
-	split  bool
+	sep    string
 }
+
+// Separators of list flags: grant and response types by commas (a
+// response type may hold a space: "code id_token"), scopes by commas or
+// spaces, so that "openid,profile" is two scopes, never one.
+const (
+	commas         = ","
+	commasOrSpaces = ", \t\n"
+)
 
 func (l *stringList) String() string {
 	if l == nil {
@@ -262,11 +284,11 @@ func (l *stringList) String() string {
 }
 
 func (l *stringList) Set(v string) error {
-	if !l.split {
+	if l.sep == "" {
 		l.values = append(l.values, v)
 		return nil
 	}
-	for p := range strings.SplitSeq(v, ",") {
+	for _, p := range strings.FieldsFunc(v, func(r rune) bool { return strings.ContainsRune(l.sep, r) }) {
 		if p = strings.TrimSpace(p); p != "" {
 			l.values = append(l.values, p)
 		}

@@ -24,8 +24,9 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	var (
 		meta                                authz.ClientMetadata
 		redirectURIs, audience, postLogouts stringList
-		grantTypes                          = stringList{split: true}
-		responseTypes                       = stringList{split: true}
+		grantTypes                          = stringList{sep: commas}
+		responseTypes                       = stringList{sep: commas}
+		scopes                              = stringList{sep: commasOrSpaces}
 		public                              bool
 	)
 	fs.StringVar(&meta.ClientName, "name", "", "client `name` shown to users on the consent page (required)")
@@ -35,7 +36,7 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	fs.Var(&redirectURIs, "redirect-uri", "redirect `URI`, absolute and without fragment; repeatable")
 	fs.Var(&grantTypes, "grant-type", "grant `type`, repeatable or comma-separated: authorization_code, refresh_token, client_credentials (default authorization_code,refresh_token)")
 	fs.Var(&responseTypes, "response-type", "response `type`, repeatable (default code when the authorization_code grant is used)")
-	fs.StringVar(&meta.Scope, "scope", "", "space-separated `scopes` the client may request (default for sign-in clients: \""+authz.DefaultClientScope+"\")")
+	fs.Var(&scopes, "scope", "`scopes` the client may request, separated by spaces or commas; repeatable (default for sign-in clients: \""+authz.DefaultClientScope+"\")")
 	fs.StringVar(&meta.TokenEndpointAuthMethod, "auth-method", "", "client authentication `method` at the token endpoint: client_secret_basic (default), client_secret_post, private_key_jwt (the default with --jwks-file or --jwks-uri) or none")
 	fs.BoolVar(&public, "public", false, "a public client (SPA, mobile, CLI): no secret, PKCE required; same as --auth-method none")
 	fs.Var(&audience, "audience", "`audience` the client's tokens may be issued for; repeatable")
@@ -60,7 +61,7 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 		if meta.ClientSecret != "" {
 			return usagef("clients create: --secret and --secret-stdin cannot go together")
 		}
-		secret, err := readPassword(c.stdin)
+		secret, err := c.readPassword(ctx, "Client secret")
 		if err != nil {
 			return fmt.Errorf("client secret: %w", err)
 		}
@@ -85,6 +86,7 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 		// Keys are only for private_key_jwt: asking for them asks for it.
 		meta.TokenEndpointAuthMethod = "private_key_jwt"
 	}
+	meta.Scope = strings.Join(scopes.values, " ")
 	meta.RedirectURIs = redirectURIs.values
 	meta.GrantTypes = grantTypes.values
 	meta.ResponseTypes = responseTypes.values // empty: defaulted from the grant types
@@ -145,7 +147,7 @@ func (c *cli) clientsRotateSecret(ctx context.Context, args []string) error {
 	}
 	var secret string
 	if *secretStdin {
-		if secret, err = readPassword(c.stdin); err != nil {
+		if secret, err = c.readPassword(ctx, "Client secret"); err != nil {
 			return fmt.Errorf("client secret: %w", err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/authz/authz/internal/devserver"
 	"github.com/authz/authz/storage"
 )
 
@@ -28,28 +29,83 @@ const connectTimeout = 15 * time.Second
 
 const noDatabase = "no database configured: set AUTHZ_DATABASE_URL (e.g. postgres://user:pass@localhost:5432/authz)"
 
+// noDevDatabase is noDatabase for the commands that would have used dev's.
+const noDevDatabase = noDatabase + ", or run `make run` (authz dev) in this folder first"
+
 // dbFlag adds --database-url to a command's flags.
 func dbFlag(fs *flag.FlagSet) *string {
-	return fs.String("database-url", "", "PostgreSQL `URL` (default: $AUTHZ_DATABASE_URL, then $DATABASE_URL)")
+	return fs.String("database-url", "", "PostgreSQL `URL` (default: $AUTHZ_DATABASE_URL, then $DATABASE_URL, then the database of authz dev run in this folder)")
 }
 
-// dbURL picks the database URL: the command's flag, the global flag,
-// AUTHZ_DATABASE_URL, then DATABASE_URL.
-func (c *cli) dbURL(flagValue string) (string, error) {
+// configuredURL is the database URL configured: the command's flag, the
+// global flag, AUTHZ_DATABASE_URL, then DATABASE_URL; empty when none is.
+func (c *cli) configuredURL(flagValue string) string {
 	for _, v := range []string{flagValue, c.databaseURL, c.getenv("AUTHZ_DATABASE_URL"), c.getenv("DATABASE_URL")} {
 		if v = strings.TrimSpace(v); v != "" {
-			return v, nil
+			return v
 		}
 	}
-	return "", errors.New(noDatabase)
+	return ""
+}
+
+// dbURL picks the database URL: the one configured, else, for the
+// commands that manage data (not serve or dev), the database of authz dev
+// run in this folder.
+func (c *cli) dbURL(ctx context.Context, flagValue string) (string, error) {
+	if v := c.configuredURL(flagValue); v != "" {
+		return v, nil
+	}
+	if !c.devFallback {
+		return "", errors.New(noDatabase)
+	}
+	return c.devDatabase(ctx)
+}
+
+// devDatabase is the database of authz dev run in this folder (its data
+// in ./.data): its cluster while dev runs, else that cluster started for
+// this command and stopped when it ends (closeDev). It says which on
+// stderr, in one line.
+func (c *cli) devDatabase(ctx context.Context) (string, error) {
+	if c.devDB != nil {
+		return c.devDB.URL, nil
+	}
+	db, err := devserver.FindDatabase(ctx, devserver.DefaultDataDir)
+	if errors.Is(err, devserver.ErrNoDatabase) {
+		return "", errors.New(noDevDatabase)
+	}
+	if err != nil {
+		return "", err
+	}
+	c.devDB, c.ownCluster = db, true
+	if db.Started {
+		fmt.Fprintf(c.stderr, "authz: AUTHZ_DATABASE_URL is unset and authz dev is not running: started its PostgreSQL (%s) for this command\n",
+			devserver.DefaultDataDir)
+	} else {
+		fmt.Fprintf(c.stderr, "authz: AUTHZ_DATABASE_URL is unset: using the database of authz dev running in this folder (%s)\n",
+			devserver.DefaultDataDir)
+	}
+	return db.URL, nil
+}
+
+// closeDev stops dev's cluster if devDatabase started it.
+func (c *cli) closeDev() error {
+	if c.devDB == nil {
+		return nil
+	}
+	return c.devDB.Close()
 }
 
 // openPool opens a pool on the database and checks that it answers.
 func (c *cli) openPool(ctx context.Context, flagValue string) (*pgxpool.Pool, error) {
-	raw, err := c.dbURL(flagValue)
+	raw, err := c.dbURL(ctx, flagValue)
 	if err != nil {
 		return nil, err
 	}
+	return c.openPoolOn(ctx, raw)
+}
+
+// openPoolOn opens a pool on raw and checks that it answers.
+func (c *cli) openPoolOn(ctx context.Context, raw string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(raw)
 	if err != nil {
 		return nil, parseError(raw, err)
@@ -158,15 +214,15 @@ func (c *cli) openStore(ctx context.Context, flagValue string) (*storage.Store, 
 	return storage.New(pool), pool.Close, nil
 }
 
-// noMigrationURL refuses to migrate through a transaction pooler.
-const noMigrationURL = "AUTHZ_DATABASE_POOLER=transaction: migrations cannot run through the pooler " +
-	"(they hold a session-level lock); set AUTHZ_MIGRATE_DATABASE_URL to a direct PostgreSQL URL"
-
 // separateMigrationURL is the URL migrations run on when it is not the
-// database URL: AUTHZ_MIGRATE_DATABASE_URL. Migrations need a session of
-// their own (tern holds a session-level advisory lock while it works),
-// which a transaction pooler does not give, so in pooler mode the variable
-// is required. ok is false when migrations may use the database URL.
+// database URL: AUTHZ_MIGRATE_DATABASE_URL, optional. A transaction pooler
+// does not need it: migrations hold no session-level lock (storage.Migrate
+// serialises migrators on a row lock inside the one transaction that
+// applies them, and that transaction keeps its server connection), and
+// they use no named prepared statements. It still serves a role that may
+// change the schema when the server's may not, or a direct path for a long
+// migration that a pooler's query_timeout, if set, would cut short. ok is
+// false when migrations use the database URL.
 func (c *cli) separateMigrationURL() (raw string, ok bool, err error) {
 	if c.ownCluster {
 		return "", false, nil
@@ -174,12 +230,9 @@ func (c *cli) separateMigrationURL() (raw string, ok bool, err error) {
 	if v := strings.TrimSpace(c.getenv("AUTHZ_MIGRATE_DATABASE_URL")); v != "" {
 		return v, true, nil
 	}
-	mode, err := c.pooler()
-	if err != nil {
+	// A mistyped AUTHZ_DATABASE_POOLER is reported here too.
+	if _, err := c.pooler(); err != nil {
 		return "", false, err
-	}
-	if mode == poolerTransaction {
-		return "", false, errors.New(noMigrationURL)
 	}
 	return "", false, nil
 }
@@ -192,7 +245,7 @@ func (c *cli) connectForMigrations(ctx context.Context, flagValue string) (*pgx.
 		return nil, err
 	}
 	if !ok {
-		if raw, err = c.dbURL(flagValue); err != nil {
+		if raw, err = c.dbURL(ctx, flagValue); err != nil {
 			return nil, err
 		}
 		return connect(ctx, raw)

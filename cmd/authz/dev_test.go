@@ -21,11 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/net/html"
 
 	"github.com/authz/authz/internal/demo"
 	"github.com/authz/authz/internal/demo/demotest"
-	"github.com/authz/authz/internal/pgcluster"
 	"github.com/authz/authz/storage"
 )
 
@@ -186,6 +186,8 @@ func TestDev(t *testing.T) {
 	}
 	store := openStore(t, e)
 	checkDemoData(t, store)
+	checkStaticNotLogged(t, first)
+	checkDevPages(t, first)
 	for _, name := range []string{"secret", "demo.json"} {
 		if fi, err := os.Stat(filepath.Join(dataDir, name)); err != nil {
 			t.Error(err)
@@ -193,9 +195,15 @@ func TestDev(t *testing.T) {
 			t.Errorf("%s has mode %v, want 0600", name, fi.Mode().Perm())
 		}
 	}
-	// A database was configured: no cluster of our own.
-	if _, err := os.Lstat(filepath.Join(dataDir, "pg")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("%s/pg exists (%v), though a database was configured", dataDir, err)
+	// A database was configured: no cluster of our own, and nothing for
+	// the CLI to find (it has the URL already).
+	for _, name := range []string{"pg", "state.json"} {
+		if _, err := os.Lstat(filepath.Join(dataDir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s/%s exists (%v), though a database was configured", dataDir, name, err)
+		}
+	}
+	if strings.Contains(banner, "AUTHZ_DATABASE_URL") {
+		t.Errorf("the banner shows a configured database's URL (it may hold a password):\n%s", banner)
 	}
 
 	// The newcomer's flow, with what the banner printed.
@@ -275,6 +283,56 @@ func TestDev(t *testing.T) {
 		t.Errorf("introspect with demo-bff's new secret: %d %s", status, body)
 	}
 	third.stop()
+}
+
+// checkDevPages checks that dev runs the server in dev mode: the home page
+// shows the demo credentials (to this machine), and an error page names
+// the precise reason, here a redirect_uri that is not registered.
+func checkDevPages(t *testing.T, d *devRun) {
+	t.Helper()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	home := fetch(t, c, http.MethodGet, d.issuer+"/", nil)
+	if home.status != http.StatusOK || !strings.Contains(home.body, d.password) || !strings.Contains(home.body, d.bffSecret) {
+		t.Errorf("GET / under dev: %d, want the home page with the demo password and secrets:\n%s", home.status, home.body)
+	}
+	wrong := d.issuer + "/oauth2/authorize?" + url.Values{"response_type": {"code"}, "client_id": {"demo-bff"},
+		"redirect_uri": {"http://localhost:3000/callbak"}, "scope": {"openid"}, "state": {"x"}}.Encode()
+	page := fetch(t, c, http.MethodGet, wrong, nil)
+	if page.status != http.StatusBadRequest || !strings.Contains(page.body, "http://localhost:3000/callbak is not registered") {
+		t.Errorf("a wrong redirect_uri under dev: %d, want 400 naming the mismatch:\n%s", page.status, page.body)
+	}
+}
+
+// checkStaticNotLogged fetches a page asset and checks that it is not
+// logged at info, as every other request is: a page's assets would scroll
+// the banner away.
+func checkStaticNotLogged(t *testing.T, d *devRun) {
+	t.Helper()
+	for _, r := range []struct {
+		path string
+		want int
+	}{{"/static/style.css", http.StatusOK}, {"/after-the-asset", http.StatusNotFound}} {
+		resp, err := http.Get(d.issuer + r.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != r.want {
+			t.Fatalf("GET %s: %s, want %d", r.path, resp.Status, r.want)
+		}
+	}
+	// The other request is logged at info: once its line is there, so
+	// would the asset's be.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.logs.String(), `"path":"/after-the-asset"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /after-the-asset not logged:\n%s", d.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if strings.Contains(d.logs.String(), `"path":"/static/style.css"`) {
+		t.Errorf("a static file was logged at info:\n%s", d.logs)
+	}
 }
 
 // checkDemoData checks the demo user and clients, and that there is one of
@@ -521,6 +579,9 @@ func TestDevOwnCluster(t *testing.T) {
 	first := startDev(t, e, dataDir)
 	t.Logf("first start (initdb): %v", time.Since(t0).Round(time.Millisecond))
 	tok := clientCredentials(t, first)
+	// CLI commands run in the same folder use dev's database.
+	t.Chdir(filepath.Dir(dataDir))
+	checkCLIWhileDevRuns(t, first, dataDir)
 
 	link := filepath.Join(dataDir, "pg")
 	pgData := link
@@ -548,6 +609,7 @@ func TestDevOwnCluster(t *testing.T) {
 	if !strings.Contains(first.logs.String(), `"msg":"stopped PostgreSQL"`) {
 		t.Errorf("log does not say PostgreSQL stopped:\n%s", first.logs)
 	}
+	checkCLIAfterDev(t, dataDir, pgData)
 
 	t0 = time.Now()
 	second := startDev(t, e, dataDir)
@@ -558,7 +620,83 @@ func TestDevOwnCluster(t *testing.T) {
 	if got := introspect(t, second.issuer, tok, second.apiSecret); got["active"] != true {
 		t.Errorf("token from before the restart: %v", got)
 	}
+	// Without the state file, the CLI cannot find this dev, nor start its
+	// cluster (dev has it): one line says what to do.
+	if err := os.Remove(filepath.Join(dataDir, "state.json")); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, env{}, "", "did not start (", false, "users", "list")
+	err = wantError(t, env{}, "", "run `make run` (authz dev) first, or set AUTHZ_DATABASE_URL", false, "users", "list")
+	t.Logf("users list with dev's cluster taken: %v", err)
+	if got := introspect(t, second.issuer, tok, second.apiSecret); got["active"] != true {
+		t.Errorf("dev after a CLI command failed to start its cluster: %v", got)
+	}
 	second.stop()
+
+	// A folder where dev ran on a configured database only: nothing to
+	// start.
+	other := t.TempDir()
+	if err := os.Mkdir(filepath.Join(other, ".data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(other)
+	wantError(t, env{}, "", noDevDatabase, false, "users", "list")
+}
+
+// checkCLIWhileDevRuns runs CLI commands with no database configured in
+// the folder of dev's data directory while dev runs: they use dev's
+// database, and say so in one line. The banner's export line reaches it
+// too, for other tools.
+func checkCLIWhileDevRuns(t *testing.T, d *devRun, dataDir string) {
+	t.Helper()
+	if fi, err := os.Stat(filepath.Join(dataDir, "state.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file: %v, %v; want mode 0600", fi, err)
+	}
+	stdout, stderr, err := runCLI(t, env{}, "", "users", "list")
+	if err != nil || !regexp.MustCompile(`(?m)^alice\s`).MatchString(stdout) {
+		t.Fatalf("users list with dev running: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	if want := "authz: AUTHZ_DATABASE_URL is unset: using the database of authz dev running in this folder (.data)\n"; stderr != want {
+		t.Errorf("users list said on stderr %q, want %q", stderr, want)
+	}
+	mustRun(t, env{}, "a good password\n", "users", "create", "--username", "bob", "--password-stdin")
+	// keys rotate seals the key with dev's system secret, from the data
+	// directory too.
+	mustRun(t, env{}, "", "keys", "rotate")
+
+	m := regexp.MustCompile(`\n\s+export AUTHZ_DATABASE_URL='([^']+)'\n`).FindStringSubmatch(d.stdout.String())
+	if m == nil {
+		t.Fatalf("banner has no export AUTHZ_DATABASE_URL line:\n%s", d.stdout)
+	}
+	conn, err := pgx.Connect(t.Context(), m[1])
+	if err != nil {
+		t.Fatalf("connect with the banner's URL: %v", err)
+	}
+	defer conn.Close(context.Background())
+	var users int
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM users").Scan(&users); err != nil || users != 2 {
+		t.Errorf("users through the banner's URL: %d, %v; want 2 (alice and bob)", users, err)
+	}
+}
+
+// checkCLIAfterDev runs a CLI command with no database configured after
+// dev stopped: it starts dev's cluster for the command, says so, and stops
+// it again.
+func checkCLIAfterDev(t *testing.T, dataDir, pgData string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dataDir, "state.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file still there after dev stopped: %v", err)
+	}
+	stdout, stderr, err := runCLI(t, env{}, "", "users", "list")
+	if err != nil || !regexp.MustCompile(`(?m)^alice\s`).MatchString(stdout) || !regexp.MustCompile(`(?m)^bob\s`).MatchString(stdout) {
+		t.Fatalf("users list after dev stopped: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	if want := "authz: AUTHZ_DATABASE_URL is unset and authz dev is not running: started its PostgreSQL (.data) for this command\n"; stderr != want {
+		t.Errorf("users list said on stderr %q, want %q", stderr, want)
+	}
+	if _, err := os.Stat(filepath.Join(pgData, "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("postmaster.pid there after the command (%v): the cluster it started was not stopped", err)
+	}
 }
 
 // clientCredentials gets an access token for demo-api.
@@ -570,70 +708,6 @@ func clientCredentials(t *testing.T, d *devRun) string {
 		t.Fatalf("client_credentials: %d %v\n%s", status, err, body)
 	}
 	return tok.AccessToken
-}
-
-func TestEnsurePostgres(t *testing.T) {
-	t.Parallel()
-	missing := fmt.Errorf("%w (looked on PATH and in /usr/lib/postgresql/*/bin)", pgcluster.ErrNoBinaries)
-	tests := []struct {
-		name       string
-		root       bool
-		found      []bool // what each find call sees
-		installErr error
-		installs   int
-		want       string // error; empty for none
-	}{
-		{"installed", false, []bool{true}, nil, 0, ""},
-		{"missing, not root", false, []bool{false}, nil, 0,
-			"no PostgreSQL server binaries found (looked on PATH and in /usr/lib/postgresql/*/bin); " +
-				"install PostgreSQL (Debian: sudo apt-get install -y postgresql) or set AUTHZ_DATABASE_URL"},
-		{"missing, root", true, []bool{false, true}, nil, 1, ""},
-		{"install fails", true, []bool{false}, errors.New("apt-get update: exit status 100"), 1,
-			"install postgresql: apt-get update: exit status 100; install PostgreSQL (Debian: sudo apt-get install -y postgresql) or set AUTHZ_DATABASE_URL"},
-		{"still missing", true, []bool{false, false}, nil, 1, "installed postgresql, but: no PostgreSQL server binaries found"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			calls, installs := 0, 0
-			find := func() (string, error) {
-				found := tc.found[calls]
-				calls++
-				if found {
-					return "/usr/lib/postgresql/15/bin", nil
-				}
-				return "", missing
-			}
-			install := func(context.Context) error { installs++; return tc.installErr }
-			err := ensurePostgres(t.Context(), tc.root, find, install)
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("error %v", err)
-			case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)):
-				t.Errorf("error %v, want %s", err, tc.want)
-			}
-			if installs != tc.installs {
-				t.Errorf("installed %d times, want %d", installs, tc.installs)
-			}
-		})
-	}
-}
-
-func TestLocalIssuer(t *testing.T) {
-	t.Parallel()
-	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41234}
-	for _, tc := range []struct{ listen, want string }{
-		{":8080", "http://localhost:41234"},
-		{"0.0.0.0:0", "http://localhost:41234"},
-		{"[::]:0", "http://localhost:41234"},
-		{"localhost:0", "http://localhost:41234"},
-		{"127.0.0.1:0", "http://127.0.0.1:41234"},
-		{"[::1]:0", "http://[::1]:41234"},
-	} {
-		if got := localIssuer(tc.listen, addr); got != tc.want {
-			t.Errorf("localIssuer(%q) = %s, want %s", tc.listen, got, tc.want)
-		}
-	}
 }
 
 func TestDevErrors(t *testing.T) {
@@ -656,11 +730,23 @@ func TestDevErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with AUTHZ_LISTEN=:8090", false, "dev", "--data-dir", dir, "--listen", ln.Addr().String())
-	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with --demo-bff-listen 127.0.0.1:3001", false,
-		"dev", "--data-dir", dir, "--listen", "127.0.0.1:0", "--demo", "--demo-bff-listen", ln.Addr().String())
-	wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with --demo-api-listen 127.0.0.1:4001", false,
-		"dev", "--data-dir", dir, "--listen", "127.0.0.1:0", "--demo", "--demo-bff-listen", "127.0.0.1:0", "--demo-api-listen", ln.Addr().String())
+	// The hint names a port that is free (internal/devserver tests that it
+	// skips a busy one), on the same host.
+	busy := ln.Addr().String()
+	for _, tc := range []struct {
+		hint string
+		args []string
+	}{
+		{"AUTHZ_LISTEN=", []string{"--listen", busy}},
+		{"--demo-bff-listen ", []string{"--listen", "127.0.0.1:0", "--demo", "--demo-bff-listen", busy}},
+		{"--demo-api-listen ", []string{"--listen", "127.0.0.1:0", "--demo", "--demo-bff-listen", "127.0.0.1:0", "--demo-api-listen", busy}},
+	} {
+		err := wantError(t, env{}, "", "address already in use: another program has the port; stop it, or choose another port with "+tc.hint+"127.0.0.1:", false,
+			append([]string{"dev", "--data-dir", dir}, tc.args...)...)
+		if _, free, _ := strings.Cut(fmt.Sprint(err), tc.hint); free == busy || free == "" {
+			t.Errorf("the hint in %q names the busy port", err)
+		}
+	}
 	if _, err := os.Lstat(filepath.Join(dir, "pg")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a cluster was made (%v) though the port was taken", err)
 	}

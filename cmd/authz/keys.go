@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/authz/authz/authz"
+	"github.com/authz/authz/internal/devserver"
 )
 
 // keys dispatches "authz keys <rotate|list>".
@@ -55,6 +56,13 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 	cfg, err := authz.ConfigFromEnv(c.getenv)
 	if err != nil {
 		return err
+	}
+	if len(cfg.Secrets) == 0 && c.configuredURL(*dbURL) == "" {
+		// On the database of authz dev, dev's server must open the key:
+		// seal it with dev's secret.
+		if secret, err := devserver.ReadSecret(devserver.DefaultDataDir); err == nil {
+			cfg.Secrets = [][]byte{secret}
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

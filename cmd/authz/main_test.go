@@ -557,7 +557,7 @@ func TestUsersCreateErrors(t *testing.T) {
 		{"username with a control character", "a good password\n", []string{"--username", "alice\x07", "--password-stdin"}, "must not contain spaces or control characters", false},
 		{"username too long", "a good password\n", []string{"--username", strings.Repeat("a", 65), "--password-stdin"}, "is 65 characters long; it must have 1 to 64", false},
 		{"bad email", "a good password\n", []string{"--username", "u1", "--password-stdin", "--email", "not-an-email"}, `email "not-an-email" is not an address`, false},
-		{"password flag", "", []string{"--username", "u1", "--password", "hunter22"}, "flag provided but not defined: -password", true},
+		{"password flag", "", []string{"--username", "u1", "--password", "hunter22"}, "--password is not accepted: a password in a command line stays in shell history; use --password-stdin", true},
 		{"no --password-stdin", "a good password\n", []string{"--username", "u1"}, "--password-stdin is required", true},
 		{"no --username", "a good password\n", []string{"--password-stdin"}, "--username is required", true},
 	}

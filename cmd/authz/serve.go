@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authz/authz/authz"
@@ -96,8 +97,13 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopCache, err := c.startClientCache(store, logger)
+	if err != nil {
+		return err
+	}
+	defer stopCache()
 	srv := &server{handler: handler, store: store, janitorEvery: janitorEvery, issuer: cfg.Issuer, logger: logger}
-	defer srv.closeListeners() // on early returns; run closes them otherwise
+	defer srv.Close() // on early returns; Run closes them otherwise
 	if adminOn {
 		if srv.admin, err = authz.NewAdmin(cfg, store, logger, authz.WithMetrics(handler.Metrics())); err != nil {
 			return err
@@ -114,7 +120,31 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err // "listen tcp :8080: bind: address already in use"
 	}
-	return srv.run(ctx, ln)
+	return srv.Run(ctx, ln)
+}
+
+// startClientCache turns the store's client cache on. Its LISTEN needs a
+// session of its own, which a transaction pooler does not give: there it
+// listens on AUTHZ_MIGRATE_DATABASE_URL, the direct URL, and without one
+// every client is read from the database.
+func (c *cli) startClientCache(store *storage.Store, logger *slog.Logger) (stop func(), err error) {
+	mode, err := c.pooler()
+	if err != nil {
+		return nil, err
+	}
+	if mode != poolerTransaction {
+		return store.StartClientCache(nil, logger), nil
+	}
+	raw := strings.TrimSpace(c.getenv("AUTHZ_MIGRATE_DATABASE_URL"))
+	if raw == "" {
+		logger.Info("client cache off: behind a transaction pooler it needs a direct connection for LISTEN; set AUTHZ_MIGRATE_DATABASE_URL")
+		return func() {}, nil
+	}
+	cfg, err := pgx.ParseConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("AUTHZ_MIGRATE_DATABASE_URL: %w", err)
+	}
+	return store.StartClientCache(cfg, logger), nil
 }
 
 // listenMetrics opens the metrics' own listener when AUTHZ_METRICS_LISTEN
@@ -139,9 +169,9 @@ func (s *server) listenMetrics(cfg authz.Config, m *authz.Metrics, adminOn bool)
 	return nil
 }
 
-// closeListeners closes the side listeners; after run has closed them, it
-// does nothing of consequence.
-func (s *server) closeListeners() {
+// Close closes the side listeners; after Run has closed them, it does
+// nothing of consequence.
+func (s *server) Close() {
 	for _, ln := range []net.Listener{s.adminLn, s.metricsLn} {
 		if ln != nil {
 			_ = ln.Close()
@@ -163,10 +193,10 @@ type server struct {
 	logger       *slog.Logger
 }
 
-// run serves on ln (and closes it) until ctx ends, then shuts down
+// Run serves on ln (and closes it) until ctx ends, then shuts down
 // gracefully: in-flight requests finish (up to shutdownTimeout), then the
 // janitor stops. The caller closes the pool afterwards.
-func (s *server) run(ctx context.Context, ln net.Listener) error {
+func (s *server) Run(ctx context.Context, ln net.Listener) error {
 	logger := s.logger
 	newServer := func(h http.Handler) *http.Server {
 		return &http.Server{

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
-	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/authz/authz/authz"
@@ -18,7 +16,8 @@ func (c *cli) usersCreate(ctx context.Context, args []string) error {
 	dbURL := dbFlag(fs)
 	var in authz.NewUser
 	fs.StringVar(&in.Username, "username", "", "the `username` the user logs in with (required)")
-	passwordStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (required)")
+	passwordStdin := fs.Bool("password-stdin", false, "read the password from standard input: asked for on a terminal (not echoed), else its first line (required)")
+	passwordFlag(fs)
 	fs.StringVar(&in.Email, "email", "", "the user's email `address`")
 	fs.StringVar(&in.Name, "name", "", "the user's full `name`")
 	fs.BoolVar(&in.EmailVerified, "email-verified", false, "mark the email address as verified")
@@ -29,13 +28,16 @@ func (c *cli) usersCreate(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usagef("users create: unexpected argument %q (run \"authz users create -h\" for usage)", pos[0])
 	}
+	if err := checkPasswordFlag(fs, "users create"); err != nil {
+		return err
+	}
 	if in.Username == "" {
 		return usagef("users create: --username is required")
 	}
 	if !*passwordStdin {
 		return usagef("users create: --password-stdin is required: the password is read from standard input, never from a flag")
 	}
-	if in.Password, err = readPassword(c.stdin); err != nil {
+	if in.Password, err = c.readPassword(ctx, "Password"); err != nil {
 		return err
 	}
 	// Catch bad details before touching the database. CreateUser checks
@@ -137,9 +139,13 @@ func (c *cli) setDisabled(ctx context.Context, cmd string, disabled bool, args [
 func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
 	fs := newFlags("users set-password")
 	dbURL := dbFlag(fs)
-	passwordStdin := fs.Bool("password-stdin", false, "read the new password from the first line of standard input (required)")
+	passwordStdin := fs.Bool("password-stdin", false, "read the new password from standard input: asked for on a terminal (not echoed), else its first line (required)")
+	passwordFlag(fs)
 	pos, err := c.parse(fs, "USERNAME --password-stdin [flags] < password-file", args)
 	if err != nil {
+		return err
+	}
+	if err := checkPasswordFlag(fs, "users set-password"); err != nil {
 		return err
 	}
 	if len(pos) != 1 {
@@ -148,7 +154,7 @@ func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
 	if !*passwordStdin {
 		return usagef("users set-password: --password-stdin is required: the password is read from standard input, never from a flag")
 	}
-	password, err := readPassword(c.stdin)
+	password, err := c.readPassword(ctx, "Password")
 	if err != nil {
 		return err
 	}
@@ -178,21 +184,20 @@ func userByName(ctx context.Context, store *storage.Store, username string) (*st
 	return u, err
 }
 
-// readPassword reads the first line of r, without its line ending, and
-// checks it with the password rules users and the admin API share.
-func readPassword(r io.Reader) (string, error) {
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read the password from stdin: %w", err)
+// passwordFlag adds --password, which is refused: it is there so that
+// help and the error point to --password-stdin.
+func passwordFlag(fs *flag.FlagSet) *string {
+	return fs.String("password", "", "not accepted: a password in a command line stays in shell history and shows in ps; use --password-stdin")
+}
+
+// checkPasswordFlag refuses --password, pointing to --password-stdin. The
+// value given is not repeated.
+func checkPasswordFlag(fs *flag.FlagSet, cmd string) error {
+	if isSet(fs, "password") {
+		return usagef("%s: --password is not accepted: a password in a command line stays in shell history; "+
+			"use --password-stdin, which asks for it on a terminal or reads the first line of a pipe", cmd)
 	}
-	password := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if password == "" {
-		return "", errors.New("empty password on stdin")
-	}
-	if err := authz.ValidatePassword(password); err != nil {
-		return "", err
-	}
-	return password, nil
+	return nil
 }
 
 // usersUnlock lets a user whom failed sign-ins have delayed or locked out
