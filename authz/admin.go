@@ -46,6 +46,7 @@ type adminStore interface {
 	DeleteUserLoginSessions(ctx context.Context, userID string) (int64, error)
 	WithdrawConsents(ctx context.Context, userID, clientID string) (int64, error)
 	UnlockUser(ctx context.Context, username string) (bool, error)
+	ScopeStore
 }
 
 var _ adminStore = (*storage.Store)(nil)
@@ -133,6 +134,7 @@ func (a *admin) routes() http.Handler {
 	r.Handle("/admin/users/{id}/sessions", adminMethods{http.MethodDelete: a.deleteSessions})
 	r.Handle("/admin/users/{id}/consents", adminMethods{http.MethodDelete: a.withdrawConsents})
 	r.Handle("/admin/users/{id}/unlock", adminMethods{http.MethodPost: a.unlockUser})
+	a.scopeRoutes(r)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, r, a.log, &apiError{Status: http.StatusNotFound, Code: "not_found", Description: "there is no admin endpoint at " + r.URL.EscapedPath()})
 	})

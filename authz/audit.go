@@ -53,6 +53,9 @@ const (
 	EventUserDeleted        = "user.deleted"
 	EventUserLoggedOut      = "user.sessions_deleted"
 	EventUserUnlocked       = "user.unlocked"
+	EventScopeCreated       = "scope.created" // scope: the name
+	EventScopeUpdated       = "scope.updated"
+	EventScopeDeleted       = "scope.deleted"
 	EventKeyRotated         = "key.rotated"
 	EventAdminRequest       = "admin.request" // method, route, status
 )

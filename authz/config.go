@@ -4,11 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/mail"
 	"net/netip"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Config is the server's configuration. ConfigFromEnv reads it from the
@@ -38,8 +42,25 @@ type Config struct {
 	AllowPlainPKCE bool
 	// TemplatesDir, when set, replaces the embedded pages with a copy on disk.
 	TemplatesDir string
+	// BrandName is the product name every page shows (title, header,
+	// "Sign out of <BrandName>"); "" means DefaultBrandName.
+	BrandName string
+	// BrandLogoURL is the logo in the pages' header: an https URL, or a
+	// path under /static/ naming a file of the templates' static directory.
+	// "" shows the built-in mark.
+	BrandLogoURL string
+	// SupportURL, when set, is linked from every page's footer: an https
+	// URL or a mailto: address.
+	SupportURL string
 	// Debug sends error debug details to clients. Never in production.
 	Debug bool
+	// Dev is set by `authz dev`: error pages then show the developer the
+	// precise reason a request was refused, which production pages keep
+	// for the log (it can echo what the request said).
+	Dev bool
+	// DevHome is what the home page shows a developer under `authz dev`:
+	// the demo user, clients and sign-in URL. Nil outside dev mode.
+	DevHome *DevHome
 
 	// AdminListen is the admin API's address; "off" disables it. The
 	// default, 127.0.0.1:8081, keeps it off the network.
@@ -106,6 +127,14 @@ const (
 	RegistrationOpen  = "open"
 )
 
+// DefaultBrandName is the product name the pages show unless
+// AUTHZ_BRAND_NAME says otherwise.
+const DefaultBrandName = "authz"
+
+// MaxBrandNameLength is the longest AUTHZ_BRAND_NAME, in characters: it
+// sits in every page's header.
+const MaxBrandNameLength = 60
+
 // DefaultAdminListen keeps the admin API on this machine.
 const DefaultAdminListen = "127.0.0.1:8081"
 
@@ -136,6 +165,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Issuer:                getenv("AUTHZ_ISSUER"),
 		Listen:                getenv("AUTHZ_LISTEN"),
 		TemplatesDir:          getenv("AUTHZ_TEMPLATES_DIR"),
+		BrandName:             DefaultBrandName,
+		BrandLogoURL:          strings.TrimSpace(getenv("AUTHZ_BRAND_LOGO_URL")),
+		SupportURL:            strings.TrimSpace(getenv("AUTHZ_SUPPORT_URL")),
 		AuthorizeCodeLifespan: DefaultAuthorizeCodeLifespan,
 		AccessTokenLifespan:   DefaultAccessTokenLifespan,
 		RefreshTokenLifespan:  DefaultRefreshTokenLifespan,
@@ -152,6 +184,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.AdminListen == "" {
 		c.AdminListen = DefaultAdminListen
+	}
+	if v := getenv("AUTHZ_BRAND_NAME"); v != "" {
+		if c.BrandName = strings.TrimSpace(v); c.BrandName == "" {
+			return c, errors.New("AUTHZ_BRAND_NAME is blank: leave it unset for the default, " + DefaultBrandName + ", or give your product's name")
+		}
 	}
 	if c.Registration == "" {
 		c.Registration = RegistrationOff
@@ -345,7 +382,50 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("AUTHZ_REGISTRATION_SCOPES: %q is not a valid scope", s)
 		}
 	}
+	return c.validateBrand()
+}
+
+// validateBrand checks the branding settings; a bad one would otherwise
+// show on every page.
+func (c *Config) validateBrand() error {
+	if !utf8.ValidString(c.BrandName) || utf8.RuneCountInString(c.BrandName) > MaxBrandNameLength ||
+		strings.ContainsFunc(c.BrandName, unicode.IsControl) {
+		return fmt.Errorf("AUTHZ_BRAND_NAME %q must be at most %d characters, without control characters", c.BrandName, MaxBrandNameLength)
+	}
+	if c.BrandLogoURL != "" && !brandStaticPath(c.BrandLogoURL) && !brandHTTPSURL(c.BrandLogoURL) {
+		return fmt.Errorf("AUTHZ_BRAND_LOGO_URL %q must be an absolute https URL or a path under /static/ "+
+			"(a file of the templates' static directory, e.g. /static/logo.svg)", c.BrandLogoURL)
+	}
+	if c.SupportURL != "" && !brandHTTPSURL(c.SupportURL) && !brandMailto(c.SupportURL) {
+		return fmt.Errorf("AUTHZ_SUPPORT_URL %q must be an absolute https URL or a mailto: address", c.SupportURL)
+	}
 	return nil
+}
+
+// brandHTTPSURL reports whether s is an absolute https URL with a host,
+// no credentials and no fragment.
+func brandHTTPSURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.Fragment == "" &&
+		!strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}
+
+// brandStaticPath reports whether s is a clean path to a file under
+// /static/, with nothing a URL would read differently.
+func brandStaticPath(s string) bool {
+	name, ok := strings.CutPrefix(s, "/static/")
+	return ok && name != "" && path.Clean(s) == s && !strings.HasPrefix(name, ".") &&
+		!strings.ContainsAny(s, "?#%\\") && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}
+
+// brandMailto reports whether s is mailto: and one address.
+func brandMailto(s string) bool {
+	addr, ok := strings.CutPrefix(s, "mailto:")
+	if !ok || strings.ContainsAny(addr, "?,") {
+		return false
+	}
+	a, err := mail.ParseAddress(addr)
+	return err == nil && a.Name == "" && a.Address == addr
 }
 
 func (c *Config) now() time.Time {

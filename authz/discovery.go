@@ -6,7 +6,8 @@ import (
 )
 
 // supportedScopes are the scopes this server gives meaning to. Clients may
-// register others (an API's own scopes); those are theirs to define.
+// register others (an API's own scopes); operators describe those in the
+// scope catalogue (scopes.go), which discovery lists after these.
 var supportedScopes = []string{"openid", "profile", "email", "offline_access"}
 
 // supportedClaims are the claims an ID token or userinfo can carry.
@@ -28,6 +29,14 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request) {
 		writeKeysError(w, err)
 		return
 	}
+	// The built-in scopes and the catalogue's, as read within
+	// scopeCacheTTL; from memory while the database cannot be read.
+	scopes, err := h.scopes.get(r.Context())
+	if err != nil {
+		h.log.Error("discovery: scope catalogue", "err", err)
+		writeCatalogueError(w, r, err)
+		return
+	}
 	iss := h.cfg.Issuer
 	pkce := []string{"S256"}
 	if h.cfg.AllowPlainPKCE {
@@ -42,7 +51,7 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request) {
 		"userinfo_endpoint":                                iss + "/userinfo",
 		"end_session_endpoint":                             iss + "/oauth2/logout",
 		"jwks_uri":                                         iss + "/.well-known/jwks.json",
-		"scopes_supported":                                 supportedScopes,
+		"scopes_supported":                                 scopes.supported(),
 		"claims_supported":                                 supportedClaims,
 		"response_types_supported":                         supportedResponseTypes,
 		"response_modes_supported":                         []string{"query"},

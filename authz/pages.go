@@ -16,6 +16,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/authz/authz/storage"
 	"github.com/authz/authz/templates"
 )
 
@@ -53,6 +54,11 @@ type errorPage struct {
 	Title   string // e.g. "This request can't be completed"
 	Message string // plain language
 	Code    string // the OAuth error code if any (e.g. "invalid_client"), shown small for support
+	// Reason is the precise cause, for the developer: shown in dev mode
+	// only, since it can echo what the request said.
+	Reason string
+	// RequestID finds the request's log line, which has the reason.
+	RequestID string
 }
 
 // logoutPage is the data of logout.html, the "sign out?" confirmation.
@@ -70,6 +76,8 @@ type logoutPage struct {
 type loggedOutPage struct {
 	ContinueURL  template.URL
 	ContinueName string // the client's name
+	// StillSignedIn: the person chose "Stay signed in"; nothing changed.
+	StillSignedIn bool
 }
 
 // Template file names. Every page is parsed together with pageLayoutFile,
@@ -82,6 +90,7 @@ const (
 	pageErrorFile     = "error.html"
 	pageLogoutFile    = "logout.html"
 	pageLoggedOutFile = "loggedout.html"
+	pageHomeFile      = "home.html"
 	pageStaticDir     = "static"
 )
 
@@ -101,10 +110,18 @@ var pageFiles = []struct {
 		ClientName: "App", ClientURI: "https://app.example", LogoURI: "https://app.example/logo.png",
 		RedirectHost: "app.example", Username: "user", Scopes: []scopeView{{"openid", "d"}},
 	}},
-	{pageErrorFile, errorPage{Title: "t", Message: "m", Code: "c"}},
+	{pageErrorFile, errorPage{Title: "t", Message: "m", Code: "c", Reason: "r", RequestID: "i"}},
 	{pageLogoutFile, logoutPage{Action: "/", CSRFToken: "t", Hidden: []hiddenField{{"k", "v"}}, ClientName: "App"}},
-	{pageLoggedOutFile, loggedOutPage{ContinueURL: "https://app.example/bye", ContinueName: "App"}},
+	{pageLoggedOutFile, loggedOutPage{ContinueURL: "https://app.example/bye", ContinueName: "App", StillSignedIn: true}},
+	{pageHomeFile, homePage{Issuer: "https://id.example", DiscoveryURL: "https://id.example/d", JWKSURL: "https://id.example/j",
+		Dev: &homeDev{Username: "alice", Password: "p", SignInURL: "https://id.example/a",
+			Clients: []homeClient{{ID: "c", Secret: "s", Kind: "k", RedirectURIs: []string{"https://app.example/cb"}}}}}},
 }
+
+// pageOptional are pages added after operators began to re-brand: a
+// templates directory made before them lacks them, and gets the embedded
+// page inside its own layout instead of failing at start-up.
+var pageOptional = map[string]bool{pageHomeFile: true}
 
 // pageFormReserved are the form field names the pages set themselves; a
 // carried-through hidden field with one of these names is dropped so it can
@@ -115,6 +132,10 @@ var pageFormReserved = map[string]bool{
 
 // pageFuncs are the functions the templates may call.
 var pageFuncs = template.FuncMap{
+	// msg is the text of a key of pageText, with arguments (strings.go).
+	"msg": pageMsg,
+	// strong is a msg argument shown in bold: {{msg "k" (strong .Name)}}.
+	"strong": pageStrong,
 	// initial is the upper-cased first letter of s, for the placeholder
 	// shown when a client has no logo.
 	"initial": func(s string) string {
@@ -135,6 +156,9 @@ type pages struct {
 	// logger, when set, receives template execution errors. They can only
 	// come from a re-branded template, and the user sees a plain 500.
 	logger *slog.Logger
+
+	base  string    // the issuer's path, under which the static files are served
+	brand pageBrand // set once, before serving (setBrand)
 }
 
 // loadPages parses every page from dir when dir != "" (operators re-brand
@@ -145,7 +169,8 @@ type pages struct {
 // dir/static when dir != "". base is the issuer's path, under which the
 // static files are served; templates link them with {{static "style.css"}}.
 func loadPages(dir, base string) (*pages, error) {
-	funcs := template.FuncMap{"static": func(name string) string { return base + "/static/" + name }}
+	p := &pages{byName: make(map[string]*template.Template, len(pageFiles)), base: base}
+	funcs := template.FuncMap{"static": func(name string) string { return base + "/static/" + name }, "brand": p.currentBrand}
 	for k, v := range pageFuncs {
 		funcs[k] = v
 	}
@@ -159,12 +184,18 @@ func loadPages(dir, base string) (*pages, error) {
 	if _, err := fs.Stat(fsys, pageLayoutFile); err != nil {
 		return nil, fmt.Errorf("loading pages from %s: %s: %w", source, pageLayoutFile, err)
 	}
-	p := &pages{byName: make(map[string]*template.Template, len(pageFiles))}
 	for _, f := range pageFiles {
+		pageFS := fsys
 		if _, err := fs.Stat(fsys, f.name); err != nil {
-			return nil, fmt.Errorf("loading pages from %s: %s: %w", source, f.name, err)
+			if !pageOptional[f.name] || !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("loading pages from %s: %s: %w", source, f.name, err)
+			}
+			pageFS = templates.FS
 		}
-		t, err := template.New(f.name).Funcs(funcs).ParseFS(fsys, pageLayoutFile, f.name)
+		t, err := template.New(f.name).Funcs(funcs).ParseFS(fsys, pageLayoutFile)
+		if err == nil {
+			t, err = t.ParseFS(pageFS, f.name)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("loading pages from %s: %s: %w", source, f.name, err)
 		}
@@ -172,6 +203,9 @@ func loadPages(dir, base string) (*pages, error) {
 			if t.Lookup(name) == nil {
 				return nil, fmt.Errorf("loading pages from %s: %s: no %q template defined", source, f.name, name)
 			}
+		}
+		if err := checkPageText(t); err != nil {
+			return nil, fmt.Errorf("loading pages from %s: %s: %w", source, f.name, err)
 		}
 		if err := t.ExecuteTemplate(io.Discard, "layout", f.sample); err != nil {
 			return nil, fmt.Errorf("loading pages from %s: %s: %w", source, f.name, err)
@@ -204,7 +238,7 @@ func (p *pages) renderConsent(w http.ResponseWriter, status int, d consentPage) 
 	d.ClientURI = pageHTTPSURL(d.ClientURI)
 	d.LogoURI = pageHTTPSURL(d.LogoURI)
 	if d.ClientName == "" {
-		d.ClientName = "An application"
+		d.ClientName = pageMessage("consent.unnamed_app")
 	}
 	p.render(w, status, pageConsentFile, d)
 }
@@ -220,6 +254,10 @@ func (p *pages) renderLogout(w http.ResponseWriter, status int, d logoutPage) {
 
 func (p *pages) renderLoggedOut(w http.ResponseWriter, status int, d loggedOutPage) {
 	p.render(w, status, pageLoggedOutFile, d)
+}
+
+func (p *pages) renderHome(w http.ResponseWriter, status int, d homePage) {
+	p.render(w, status, pageHomeFile, d)
 }
 
 // render executes the page into a buffer first, so a template error never
@@ -280,21 +318,18 @@ func (p *pages) staticHandler() http.Handler {
 	})
 }
 
-// pageScopeDescriptions are the plain-language descriptions of the scopes
-// the consent page knows.
-var pageScopeDescriptions = map[string]string{
-	"openid":         "Confirm your identity",
-	"profile":        "See your name and username",
-	"email":          "See your email address",
-	"address":        "See your postal address",
-	"phone":          "See your phone number",
-	"offline_access": "Stay connected when you're not using the app",
+// describeScopes gives plain-language descriptions for the requested
+// scopes, in order, without blanks or repeats, from the built-in texts
+// only; an unknown scope such as "contacts" becomes `Access "contacts"`.
+func describeScopes(scopes []string) []scopeView {
+	return describeScopesIn(nil, scopes)
 }
 
-// describeScopes gives plain-language descriptions for the requested
-// scopes, in order, without blanks or repeats; an unknown scope such as
-// "contacts" becomes `Access "contacts"`.
-func describeScopes(scopes []string) []scopeView {
+// describeScopesIn is describeScopes with the operator's scope catalogue
+// first: its description wins over the built-in one (an OpenID Connect
+// scope's included), and a scope it keeps off the consent page is left
+// out.
+func describeScopesIn(catalogue map[string]*storage.Scope, scopes []string) []scopeView {
 	out := make([]scopeView, 0, len(scopes))
 	seen := make(map[string]bool, len(scopes))
 	for _, s := range scopes {
@@ -302,9 +337,15 @@ func describeScopes(scopes []string) []scopeView {
 			continue
 		}
 		seen[s] = true
-		d, ok := pageScopeDescriptions[s]
-		if !ok {
-			d = `Access "` + s + `"`
+		if c, ok := catalogue[s]; ok {
+			if c.ShowOnConsent {
+				out = append(out, scopeView{Name: s, Description: c.Description})
+			}
+			continue
+		}
+		d, ok := pageText["scope."+s]
+		if !ok || s == "unknown" {
+			d = pageMessage("scope.unknown", s)
 		}
 		out = append(out, scopeView{Name: s, Description: d})
 	}
@@ -336,4 +377,38 @@ func pageHTTPSURL(u string) string {
 		return ""
 	}
 	return u
+}
+
+// pageBrand is the operator's product as every page shows it: in the
+// title, the header and the footer (layout.html), and wherever a page
+// names the service ("Sign out of <Name>"). Templates read it with
+// {{brand.Name}}.
+type pageBrand struct {
+	Name       string // AUTHZ_BRAND_NAME; never empty
+	LogoURL    string // an https URL, or the path the static file is served at; "" shows the built-in mark
+	SupportURL string // linked from the footer; "" shows no footer
+}
+
+// currentBrand is the templates' brand function.
+func (p *pages) currentBrand() pageBrand {
+	b := p.brand
+	if b.Name == "" {
+		b.Name = DefaultBrandName
+	}
+	return b
+}
+
+// setBrand makes the pages show the brand of cfg, which Validate
+// checked. A logo under /static/ must be a file of the static directory
+// in use, so a typo fails at start-up rather than as a broken image.
+func (p *pages) setBrand(cfg *Config) error {
+	b := pageBrand{Name: cfg.BrandName, LogoURL: cfg.BrandLogoURL, SupportURL: cfg.SupportURL}
+	if name, ok := strings.CutPrefix(b.LogoURL, "/"+pageStaticDir+"/"); ok {
+		if st, err := fs.Stat(p.static, name); err != nil || st.IsDir() {
+			return fmt.Errorf("AUTHZ_BRAND_LOGO_URL %s: there is no file %s in the static directory of the templates", b.LogoURL, name)
+		}
+		b.LogoURL = p.base + b.LogoURL
+	}
+	p.brand = b
+	return nil
 }

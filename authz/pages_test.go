@@ -308,9 +308,9 @@ func TestPagesLoadDirRebrand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed := strings.Replace(string(b), "<h1>Sign in</h1>", "<h1>Welcome to Example Corp</h1>", 1)
+	changed := strings.Replace(string(b), `<h1>{{msg "login.heading"}}</h1>`, "<h1>Welcome to Example Corp</h1>", 1)
 	if changed == string(b) {
-		t.Fatal("login.html has no <h1>Sign in</h1> to change")
+		t.Fatal(`login.html has no <h1>{{msg "login.heading"}}</h1> to change`)
 	}
 	if err := os.WriteFile(login, []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
