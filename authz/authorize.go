@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
@@ -51,7 +53,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		h.renderAuthorizeError(w, fosite.ErrInvalidRequest.WithHint("The request could not be parsed."))
+		h.authorizeError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The request could not be parsed.").WithWrap(err))
 		return
 	}
 	var in pageInput
@@ -88,9 +90,11 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 
 	if in.action != "" && !h.csrfValid(r, in.csrf) {
 		h.pages.renderError(w, http.StatusForbidden, errorPage{
-			Title:   "This form has expired",
-			Message: "For your security the form could not be accepted. Go back to the app and start again.",
-			Code:    "invalid_request",
+			Title:     "This form has expired",
+			Message:   "For your security the form could not be accepted. Go back to the app and start again.",
+			Code:      "invalid_request",
+			Reason:    h.devReason(csrfReason),
+			RequestID: requestID(ctx),
 		})
 		return
 	}
@@ -444,6 +448,11 @@ func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.
 	if host == "" {
 		host = redirect.Scheme + ":"
 	}
+	scopes, err := h.consentScopes(r.Context(), ar.GetRequestedScopes())
+	if err != nil {
+		h.scopesFailed(w, r, err)
+		return
+	}
 	csrf := h.csrfToken(w, r)
 	hidden := append(hiddenFields(clientParams(ar)), hiddenField{Name: "login_proof", Value: loginProof(h.cfg.Secrets[0], r, h.csrfCookie, p, client.ID, authTime)})
 	h.pages.renderConsent(w, http.StatusOK, consentPage{
@@ -455,28 +464,37 @@ func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.
 		LogoURI:      client.LogoURI,
 		RedirectHost: host,
 		Username:     user.Username,
-		Scopes:       describeScopes(ar.GetRequestedScopes()),
+		Scopes:       scopes,
 	})
 }
 
 // authorizeError answers a failed authorize request. While the client and
 // its redirect_uri are not both validated, the error is shown on our own
 // page and never redirected to; afterwards it goes back to the client.
+// A refusal is logged at info with its precise reason and the request id,
+// so an operator can tell a developer what went wrong; dev mode shows the
+// reason on the page too.
 func (h *Handler) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
+	ctx := r.Context()
 	rfc := fosite.ErrorToRFC6749Error(err)
+	reason := authorizeReason(r.Form, ar, err)
 	if rfc.CodeField >= 500 {
-		failed(r.Context(), err)
+		failed(ctx, err)
 	} else {
-		h.log.Debug("authorize rejected", "error", rfc.ErrorField, "hint", rfc.HintField)
+		h.log.Info("authorize request refused", "request_id", requestID(ctx), "client_id", clip(r.Form.Get("client_id")),
+			"error", rfc.ErrorField, "reason", reason)
 	}
 	if ar == nil || !ar.IsRedirectURIValid() {
-		h.renderAuthorizeError(w, rfc)
+		h.renderAuthorizeError(w, r, rfc, reason)
 		return
 	}
-	h.provider.WriteAuthorizeError(r.Context(), w, ar, err)
+	h.provider.WriteAuthorizeError(ctx, w, ar, err)
 }
 
-func (h *Handler) renderAuthorizeError(w http.ResponseWriter, rfc *fosite.RFC6749Error) {
+// renderAuthorizeError shows a refused browser request on our error page:
+// plain words for the person, the request id for support, and in dev mode
+// reason, for the developer.
+func (h *Handler) renderAuthorizeError(w http.ResponseWriter, r *http.Request, rfc *fosite.RFC6749Error, reason string) {
 	// The page answers a browser, not a client: a bad request is a 400
 	// even where fosite's error says 401 (an unknown client).
 	status := http.StatusBadRequest
@@ -493,10 +511,91 @@ func (h *Handler) renderAuthorizeError(w http.ResponseWriter, rfc *fosite.RFC674
 		msg = "The server hit an unexpected problem. Please try again later."
 	}
 	h.pages.renderError(w, status, errorPage{
-		Title:   "This request can't be completed",
-		Message: msg,
-		Code:    rfc.ErrorField,
+		Title:     "This request can't be completed",
+		Message:   msg,
+		Code:      rfc.ErrorField,
+		Reason:    h.devReason(reason),
+		RequestID: requestID(r.Context()),
 	})
+}
+
+// devReason is reason where pages may show it (dev mode, or debug), else
+// "": a production page must not say what a crafted link makes it say.
+func (h *Handler) devReason(reason string) string {
+	if h.cfg.Dev || h.cfg.Debug {
+		return reason
+	}
+	return ""
+}
+
+// csrfReason explains a refused form to the developer.
+const csrfReason = "The form's csrf_token does not match this browser's CSRF cookie: the cookie is missing " +
+	"(blocked, expired, or the form was posted from another site) or belongs to another form."
+
+// authorizeReason is the precise reason an authorize request was refused,
+// in a developer's terms: which redirect_uri is not registered and which
+// are, which client_id is unknown, else fosite's hint.
+func authorizeReason(form url.Values, ar fosite.AuthorizeRequester, err error) string {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= 500 {
+		return describeError(err).Error()
+	}
+	var client fosite.Client // fosite's request starts with an empty one
+	if ar != nil && ar.GetClient() != nil && ar.GetClient().GetID() != "" {
+		client = ar.GetClient()
+	}
+	switch {
+	case client == nil && errors.Is(err, fosite.ErrInvalidClient):
+		id := form.Get("client_id")
+		if id == "" {
+			return "The request has no client_id."
+		}
+		if errors.Is(err, fosite.ErrNotFound) {
+			return fmt.Sprintf("client_id %q is not registered with this server.", clip(id))
+		}
+	case client != nil && errors.Is(err, fosite.ErrInvalidRequest) && strings.Contains(strings.ToLower(rfc.HintField), "redirect"):
+		if reason := redirectReason(client, form.Get("redirect_uri")); reason != "" {
+			return reason
+		}
+	}
+	if rfc.HintField != "" {
+		return rfc.HintField
+	}
+	return rfc.DescriptionField
+}
+
+// redirectReason says how asked fails to match client's registered
+// redirect URIs, or "" when it matches (the problem is elsewhere).
+func redirectReason(client fosite.Client, asked string) string {
+	registered := client.GetRedirectURIs()
+	list := strings.Join(registered, ", ")
+	if len(registered) == 0 {
+		list = "none"
+	}
+	switch {
+	case asked == "" && len(registered) == 1:
+		return fmt.Sprintf("The request has no redirect_uri, which OpenID Connect (scope openid) requires; registered for client %s: %s", client.GetID(), list)
+	case asked == "":
+		return fmt.Sprintf("The request has no redirect_uri, and client %s has %d registered, so it must name one; registered: %s", client.GetID(), len(registered), list)
+	}
+	if _, err := fosite.MatchRedirectURIWithClientRedirectURIs(asked, client); err == nil {
+		return ""
+	}
+	return fmt.Sprintf("redirect_uri %s is not registered for client %s; registered: %s", clip(asked), client.GetID(), list)
+}
+
+// clip shortens what a request said to a length fit for a log line or a
+// page.
+func clip(s string) string {
+	const max = 200
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // errorPageMessages explain, in plain language, why a sign-in request that

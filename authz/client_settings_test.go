@@ -155,6 +155,9 @@ func TestRotateClientSecret(t *testing.T) {
 	if _, err := e.pool.Exec(ctx, `UPDATE clients SET rotated_secret_expires_at = now() - interval '1 second' WHERE id = $1`, c.ClientID); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.store.SyncClientCache(ctx); err != nil { // changed behind the store's back
+		t.Fatal(err)
+	}
 	wantAuth(c.ClientSecret, http.StatusUnauthorized, "the old secret after its grace period")
 	wantAuth(rotated.ClientSecret, http.StatusOK, "the new secret after the grace period")
 	if got, err := e.store.Client(ctx, c.ClientID); err != nil || authz.ClientMetadataOf(got).PreviousSecretExpiresAt != nil {

@@ -88,6 +88,9 @@ func newEnvOnPool(t *testing.T, pool *pgxpool.Pool, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As authz serve does. It stops before the database is dropped:
+	// cleanups run last registered first.
+	t.Cleanup(store.StartClientCache(nil, logger))
 	mu.Lock()
 	handler = h
 	mu.Unlock()

@@ -36,6 +36,8 @@ type Store interface {
 	RevokeRefreshToken(ctx context.Context, requestID string) error
 	GetAuthorizeCodeSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error)
 	InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error
+	PrefetchCode(ctx context.Context, signature, code string) error
+	PrefetchToken(ctx context.Context, accessSignature, refreshSignature string) error
 
 	Authenticate(ctx context.Context, username, password string) (*storage.User, error)
 	User(ctx context.Context, id string) (*storage.User, error)
@@ -62,6 +64,7 @@ type Handler struct {
 	jwks     *jwksFetcher
 	signer   *keySigner
 	pages    *pages
+	scopes   *scopeCatalogue // the operator's scope descriptions (scopes.go)
 	log      *slog.Logger
 	base     string // the issuer's path, under which every route lives
 	metrics  *Metrics
@@ -89,6 +92,9 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 		return nil, fmt.Errorf("load pages: %w", err)
 	}
 	p.logger = logger
+	if err := p.setBrand(&cfg); err != nil {
+		return nil, err
+	}
 	keys := newKeyManager(store, &cfg, logger)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -107,6 +113,7 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 		base:   issuer.Path,
 	}
 	h.metrics = newMetrics(store.Pool(), keys, h.cfg.now)
+	h.scopes = newScopeCatalogue(store, h.cfg.now, logger)
 	// Client secret checks share the password checks' per-address slots.
 	h.provider, h.strategy = newProvider(&h.cfg, store, keys, jwks, h.hashShare)
 	h.sessionCookie, h.csrfCookie = cookieNames(cfg.secureCookies(), h.base)
@@ -129,6 +136,8 @@ func (h *Handler) routes() http.Handler {
 	// logout); it checks the origin itself for our own confirmation form.
 	sub.HandleFunc("/oauth2/logout", h.logout).Methods(http.MethodGet, http.MethodPost)
 	sub.PathPrefix("/static/").Handler(http.StripPrefix(h.base+"/static/", h.pages.staticHandler()))
+	// The issuer URL itself: what this server is (and the demo in dev mode).
+	sub.HandleFunc("/", h.home).Methods(http.MethodGet, http.MethodHead)
 
 	// Endpoints machines call. Those a browser app (a SPA) calls too allow
 	// any origin: they use no cookies, so a response is only readable by a

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/token/jwt"
@@ -30,12 +31,12 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		h.renderAuthorizeError(w, fosite.ErrInvalidRequest.WithHint("The request could not be parsed."))
+		h.logoutError(w, r, fosite.ErrInvalidRequest.WithHint("The request could not be parsed.").WithWrap(err))
 		return
 	}
 	lr, err := h.parseLogout(r)
 	if err != nil {
-		h.renderAuthorizeError(w, fosite.ErrorToRFC6749Error(err))
+		h.logoutError(w, r, err)
 		return
 	}
 	if lr.target != nil {
@@ -43,8 +44,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	user, _, err := h.currentUser(ctx, r)
 	if err != nil {
-		failed(ctx, err)
-		h.renderAuthorizeError(w, fosite.ErrServerError)
+		h.logoutError(w, r, fosite.ErrServerError.WithWrap(err))
 		return
 	}
 
@@ -64,14 +64,22 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		if err := h.crossOrigin.Check(r); err != nil || !h.csrfValid(r, r.PostForm.Get("csrf_token")) {
 			h.pages.renderError(w, http.StatusForbidden, errorPage{
-				Title: "This form has expired", Message: "For your security the form could not be accepted. Please try again.", Code: "invalid_request"})
+				Title: "This form has expired", Message: "For your security the form could not be accepted. Please try again.", Code: "invalid_request",
+				Reason: h.devReason(csrfReason), RequestID: requestID(ctx)})
 			return
 		}
 		action = r.PostForm.Get("action")
 	}
 	switch {
 	case action == "cancel":
-		h.pages.renderError(w, http.StatusOK, errorPage{Title: "You are still signed in", Message: "Nothing was changed."})
+		// Nothing changes, and the person is not left on a dead end: the
+		// app that asked is offered (a link, not a redirect: it expected
+		// a signed-out user) when it named a registered return address.
+		still := loggedOutPage{StillSignedIn: true}
+		if lr.target != nil && lr.client != nil {
+			still.ContinueURL, still.ContinueName = template.URL(lr.target.String()), clientName(lr.client)
+		}
+		h.pages.renderLoggedOut(w, http.StatusOK, still)
 	case action == "logout", user == nil, lr.hintSubject != "" && lr.hintSubject == user.ID:
 		if !h.endSession(w, r) {
 			return
@@ -143,7 +151,12 @@ func (h *Handler) parseLogout(r *http.Request) (*logoutRequest, error) {
 			return nil, fosite.ErrInvalidRequest.WithHint("A post_logout_redirect_uri needs a client_id or an id_token_hint that names the client.")
 		}
 		if !slices.Contains(lr.client.PostLogoutRedirectURIs, raw) {
-			return nil, fosite.ErrInvalidRequest.WithHint("The post_logout_redirect_uri is not registered for this client.")
+			registered := strings.Join(lr.client.PostLogoutRedirectURIs, ", ")
+			if registered == "" {
+				registered = "none"
+			}
+			return nil, fosite.ErrInvalidRequest.WithHintf("post_logout_redirect_uri %s is not registered for client %s; registered: %s",
+				clip(raw), lr.client.ID, registered)
 		}
 		target, err := url.Parse(raw)
 		if err != nil {
@@ -164,13 +177,28 @@ func (h *Handler) parseLogout(r *http.Request) (*logoutRequest, error) {
 	return lr, nil
 }
 
+// logoutError shows a refused or failed logout on our error page, never
+// following an unverified redirect. Like an authorize refusal it is
+// logged at info with its reason, which dev mode also shows on the page.
+func (h *Handler) logoutError(w http.ResponseWriter, r *http.Request, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	reason := rfc.HintField
+	if rfc.CodeField >= 500 {
+		failed(r.Context(), err)
+		reason = describeError(err).Error()
+	} else {
+		h.log.Info("logout request refused", "request_id", requestID(r.Context()), "client_id", clip(r.Form.Get("client_id")),
+			"error", rfc.ErrorField, "reason", reason)
+	}
+	h.renderAuthorizeError(w, r, rfc, reason)
+}
+
 // endSession deletes the browser's login session and its cookie. It
 // reports false after answering with an error.
 func (h *Handler) endSession(w http.ResponseWriter, r *http.Request) bool {
 	if c, err := r.Cookie(h.sessionCookie); err == nil && c.Value != "" {
 		if err := h.store.DeleteLoginSession(r.Context(), c.Value); err != nil {
-			failed(r.Context(), err)
-			h.renderAuthorizeError(w, fosite.ErrServerError)
+			h.logoutError(w, r, fosite.ErrServerError.WithWrap(err))
 			return false
 		}
 	}

@@ -2,13 +2,16 @@ package authz
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/authz/authz/storage"
@@ -35,18 +38,17 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 		h.writeAccessError(r.Context(), w, nil, err)
 		return
 	}
-	ctx, err := h.store.BeginTX(storage.WithRefreshReuse(r.Context(), start, h.cfg.RefreshReuseWindow))
-	if err != nil {
-		h.writeAccessError(r.Context(), w, nil, fosite.ErrServerError.WithWrap(err))
-		return
-	}
-	ar, resp, err := h.exchange(ctx, r)
-	if cerr := h.store.Commit(ctx); cerr != nil {
-		_ = h.store.Rollback(ctx)
-		if err == nil {
-			err = fosite.ErrServerError.WithWrap(cerr)
+	var (
+		ar   fosite.AccessRequester
+		resp fosite.AccessResponder
+	)
+	err := h.transact(storage.WithRefreshReuse(r.Context(), start, h.cfg.RefreshReuseWindow), func(ctx context.Context) (err error) {
+		if err := h.prefetchGrant(ctx, r.PostForm); err != nil {
+			return fosite.ErrServerError.WithWrap(err)
 		}
-	}
+		ar, resp, err = h.exchange(ctx, r)
+		return err
+	})
 	if err != nil {
 		h.writeAccessError(r.Context(), w, ar, err)
 		return
@@ -54,6 +56,42 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 	noteOutcome(r, issuedOutcome(ar.GetGrantTypes()))
 	auditIssued(r.Context(), ar)
 	h.provider.WriteAccessResponse(r.Context(), w, ar, resp)
+}
+
+// prefetchGrant reads at once what fosite's handlers will ask for one by
+// one during a code exchange: the code, its PKCE request and its OpenID
+// Connect session, one statement for three (or, with fosite reading the
+// code twice, five).
+func (h *Handler) prefetchGrant(ctx context.Context, form url.Values) error {
+	code := form.Get("code")
+	if form.Get("grant_type") != "authorization_code" || code == "" {
+		return nil
+	}
+	return h.store.PrefetchCode(ctx, h.strategy.AuthorizeCodeSignature(ctx, code), code)
+}
+
+// transact runs one request's unit of work in a transaction and commits
+// it whatever fn returned: what fosite writes on a failure path must
+// persist too (see token). A unit that lost a serialization race or
+// deadlocked (storage.Retryable) runs again, whole, up to
+// storage.MaxAttempts times; after that its failure is an outage, a 503.
+func (h *Handler) transact(ctx context.Context, fn func(ctx context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		tctx, err := h.store.BeginTX(ctx)
+		if err != nil {
+			return fosite.ErrServerError.WithWrap(err)
+		}
+		err = fn(tctx)
+		if cerr := h.store.Commit(tctx); cerr != nil {
+			_ = h.store.Rollback(tctx)
+			if err == nil {
+				err = fosite.ErrServerError.WithWrap(cerr)
+			}
+		}
+		if attempt == storage.MaxAttempts || !storage.RetryableFault(ctx) || !storage.RetryPause(ctx, attempt+1) {
+			return err
+		}
+	}
 }
 
 func (h *Handler) exchange(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
@@ -137,14 +175,17 @@ func (h *Handler) spendCode(ctx context.Context, ar fosite.AccessRequester, caus
 	return cause
 }
 
-// writeAccessError writes an RFC 6749 5.2 error. A 401 carries the
+// writeAccessError writes an RFC 6749 5.2 error whose description says
+// what is wrong (explainTokenError, tokenerrors.go). A 401 carries the
 // WWW-Authenticate challenge RFC 6749 asks for.
 func (h *Handler) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= 500 {
 		failed(ctx, err)
 	} else {
-		h.log.Debug("token request rejected", "error", rfc.ErrorField, "hint", rfc.HintField)
+		err = h.explainTokenError(ctx, ar, err)
+		h.log.Debug("token request rejected", "request_id", requestID(ctx), "error", rfc.ErrorField,
+			"description", fosite.ErrorToRFC6749Error(err).DescriptionField)
 	}
 	if rfc.CodeField == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="authz", error="invalid_client"`)
@@ -194,9 +235,21 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 		h.writeAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The 'token' parameter is missing."))
 		return
 	}
-	use, ar, err := h.provider.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), openid.NewDefaultSession())
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	w.Header().Set("Cache-Control", "no-store")
+	if h.forged(ctx, token) {
+		// Not a token of ours: no lookup needed to say so.
+		noteOutcome(r, introspectionInactive)
+		_, _ = w.Write([]byte(`{"active":false}`))
+		return
+	}
+	ctx = storage.WithReads(ctx)
+	if err := h.store.PrefetchToken(ctx, h.strategy.AccessTokenSignature(ctx, token), h.strategy.RefreshTokenSignature(ctx, token)); err != nil {
+		noteOutcome(r, introspectionError)
+		h.writeAccessError(ctx, w, nil, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	use, ar, err := h.provider.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), openid.NewDefaultSession())
 	if err != nil {
 		if rfc := fosite.ErrorToRFC6749Error(err); rfc.CodeField >= 500 && !errors.Is(err, fosite.ErrInactiveToken) && !errors.Is(err, fosite.ErrNotFound) {
 			// Not {"active":false}: the token may well be active.
@@ -250,6 +303,19 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
+// forged reports whether token cannot be one this server issued: its HMAC
+// does not verify under any of our secrets, or it is not shaped like our
+// tokens at all.
+func (h *Handler) forged(ctx context.Context, token string) bool {
+	s, ok := h.strategy.(*oauth2.HMACSHAStrategyUnPrefixed)
+	if !ok {
+		return false
+	}
+	err := s.Enigma.Validate(ctx, token)
+	var corrupt base64.CorruptInputError
+	return errors.Is(err, fosite.ErrTokenSignatureMismatch) || errors.Is(err, fosite.ErrInvalidTokenFormat) || errors.As(err, &corrupt)
+}
+
 // revoke serves POST /oauth2/revoke (RFC 7009). Revoking a refresh token
 // revokes the access tokens of its grant too; an unknown token is 200.
 func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
@@ -263,18 +329,9 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 		h.provider.WriteRevocationResponse(r.Context(), w, err)
 		return
 	}
-	ctx, err := h.store.BeginTX(r.Context())
-	if err != nil {
-		h.writeAccessError(r.Context(), w, nil, fosite.ErrServerError.WithWrap(err))
-		return
-	}
-	err = h.provider.NewRevocationRequest(ctx, r)
-	if cerr := h.store.Commit(ctx); cerr != nil {
-		_ = h.store.Rollback(ctx)
-		if err == nil {
-			err = fosite.ErrServerError.WithWrap(cerr)
-		}
-	}
+	err := h.transact(r.Context(), func(ctx context.Context) error {
+		return h.provider.NewRevocationRequest(ctx, r)
+	})
 	if err != nil {
 		rfc := fosite.ErrorToRFC6749Error(err)
 		if rfc.CodeField >= 500 {
