@@ -378,18 +378,14 @@ func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	}
 	// The code, its PKCE challenge and its OpenID Connect session are
 	// written together or not at all: a code without its challenge would be
-	// redeemable without the verifier.
-	ctx, err := h.store.BeginTX(r.Context())
+	// redeemable without the verifier. (InTx reruns the transaction should
+	// it lose a serialization race.)
+	var resp fosite.AuthorizeResponder
+	err := h.store.InTx(r.Context(), func(ctx context.Context) (err error) {
+		resp, err = h.provider.NewAuthorizeResponse(ctx, ar, h.newSession(user, authTime, requestedAt, ar.GetGrantedScopes()))
+		return err
+	})
 	if err != nil {
-		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-		return
-	}
-	resp, err := h.provider.NewAuthorizeResponse(ctx, ar, h.newSession(user, authTime, requestedAt, ar.GetGrantedScopes()))
-	if err == nil {
-		err = h.store.Commit(ctx)
-	}
-	if err != nil {
-		_ = h.store.Rollback(ctx)
 		h.authorizeError(w, r, ar, err)
 		return
 	}
