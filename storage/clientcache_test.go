@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
 	"github.com/authz/authz/storage"
 )
 
@@ -129,4 +132,29 @@ func TestClientCacheForgetsWhatItMissed(t *testing.T) {
 	waitFor(t, "the change made while nobody listened", func() bool {
 		return e.clientName(e.store) == "changed while nobody listened"
 	})
+}
+
+// TestIntrospectionWithClientCache: with the cache on, a token is read
+// without its client's columns and gets the client from memory: still one
+// statement, and the whole client.
+func TestIntrospectionWithClientCache(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	e.startCache(e.store)
+	e.clientName(e.store) // cached
+	e.must(e.store.CreateAccessTokenSession(e.ctx, "access-1", e.request("grant-1")))
+	var got fosite.Requester
+	n := e.statements(func() {
+		ctx := storage.WithReads(e.ctx)
+		e.must(e.store.PrefetchToken(ctx, "access-1", "access-1"))
+		var err error
+		got, err = e.store.GetAccessTokenSession(ctx, "access-1", openid.NewDefaultSession())
+		e.must(err)
+	})
+	if n != 1 {
+		t.Errorf("%d statements, want 1", n)
+	}
+	if c, ok := got.GetClient().(*storage.Client); !ok || c.ID != e.client.ID || len(c.RedirectURIs) != 1 || c.TokenEndpointAuthMethod != "client_secret_basic" {
+		t.Errorf("the token's client: %+v, want the whole of %s", got.GetClient(), e.client.ID)
+	}
 }
