@@ -104,7 +104,9 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 			fc.AuthorizeEndpointHandlers.Append(ah)
 		}
 		if th, ok := h.(fosite.TokenEndpointHandler); ok {
-			fc.TokenEndpointHandlers.Append(th)
+			// Not Append, which drops a handler whose type it has seen:
+			// every wrapper has the same type.
+			fc.TokenEndpointHandlers = append(fc.TokenEndpointHandlers, quietTokenHandler{th})
 		}
 		if ti, ok := h.(fosite.TokenIntrospector); ok {
 			fc.TokenIntrospectionHandlers.Append(ti)
@@ -114,6 +116,21 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		}
 	}
 	return provider, s.CoreStrategy
+}
+
+// quietTokenHandler asks a token endpoint handler whether the grant is its
+// own before asking it to answer. fosite asks every handler to answer every
+// request, and each of fosite's says "not mine" with an error carrying a
+// stack trace captured there and then: 6% of a client_credentials
+// request's CPU went to collecting stacks nobody reads. Each of them
+// answers "not mine" exactly when CanHandleTokenEndpointRequest is false.
+type quietTokenHandler struct{ fosite.TokenEndpointHandler }
+
+func (q quietTokenHandler) PopulateTokenEndpointResponse(ctx context.Context, r fosite.AccessRequester, resp fosite.AccessResponder) error {
+	if !q.CanHandleTokenEndpointRequest(ctx, r) {
+		return fosite.ErrUnknownRequest
+	}
+	return q.TokenEndpointHandler.PopulateTokenEndpointResponse(ctx, r, resp)
 }
 
 // keySigner signs with the current key and verifies with whichever
