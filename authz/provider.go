@@ -61,7 +61,7 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		SendDebugMessagesToClients:     cfg.Debug,
 		ClientSecretsHasher:            throttledHasher{storage.SecretHasher{}},
 		// A refresh token goes to every client registered for the
-		// refresh_token grant; offline_access is not required (README).
+		// refresh_token grant; offline_access is not required (docs/security.md).
 		RefreshTokenScopes:  []string{},
 		TokenURL:            cfg.Issuer + "/oauth2/token",
 		AccessTokenIssuer:   cfg.Issuer,

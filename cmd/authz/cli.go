@@ -40,6 +40,10 @@ Commands:
   keys rotate               make a new signing key current (--alg RS256 or ES256); the previous
                             one stays published until the tokens it signed have expired
   keys list                 list signing keys (a table; --format json for a JSON array)
+  scopes list               list the scope catalogue (--format json for a JSON array)
+  scopes set NAME           describe a scope: --description shown on the consent page,
+                            --show-on-consent, --discoverable (listed in discovery)
+  scopes delete NAME        remove a scope from the catalogue
   janitor                   delete expired rows (codes, tokens, sessions, retired keys) once
   version                   print the version (also: authz --version)
   help                      show this help
@@ -88,6 +92,10 @@ Environment:
                             the client address that sign-in throttling counts (default none)
   AUTHZ_ALLOW_PLAIN_PKCE    accept the plain PKCE method (default false: S256 only)
   AUTHZ_TEMPLATES_DIR       directory of page templates replacing the built-in ones
+  AUTHZ_BRAND_NAME          product name on every page (default authz)
+  AUTHZ_BRAND_LOGO_URL      logo in every page's header: an https URL or a path under /static/
+  AUTHZ_SUPPORT_URL         "Help and support" link in every page's footer: https or mailto:
+  AUTHZ_DEBUG               send error details to clients (default false; never in production)
   AUTHZ_JANITOR_INTERVAL    how often serve deletes expired rows (default 10m; 0 disables)
   AUTHZ_LOG_LEVEL           debug, info, warn or error (default info)
   AUTHZ_LOG_FORMAT          json or text (default json)

@@ -37,6 +37,12 @@ func dbFlag(fs *flag.FlagSet) *string {
 	return fs.String("database-url", "", "PostgreSQL `URL` (default: $AUTHZ_DATABASE_URL, then $DATABASE_URL, then the database of authz dev run in this folder)")
 }
 
+// serverDBFlag is dbFlag for serve and dev, which never borrow dev's
+// database: serve needs one configured, dev starts its own without one.
+func serverDBFlag(fs *flag.FlagSet, without string) *string {
+	return fs.String("database-url", "", "PostgreSQL `URL` (default: $AUTHZ_DATABASE_URL, then $DATABASE_URL; "+without+")")
+}
+
 // configuredURL is the database URL configured: the command's flag, the
 // global flag, AUTHZ_DATABASE_URL, then DATABASE_URL; empty when none is.
 func (c *cli) configuredURL(flagValue string) string {

@@ -26,7 +26,7 @@ var devStateRoot = devserver.DefaultStateRoot
 // compose's demo profile does that).
 func (c *cli) dev(ctx context.Context, args []string) error {
 	fs := newFlags("dev")
-	dbURL := dbFlag(fs)
+	dbURL := serverDBFlag(fs, "without one, a private PostgreSQL in the data folder")
 	listen := fs.String("listen", "", "`address` to listen on (default $AUTHZ_LISTEN, else "+devserver.DefaultListen+": this machine only)")
 	issuer := fs.String("issuer", "", "public base `URL` of the server (default $AUTHZ_ISSUER, else http://localhost:<port>)")
 	dataDir := fs.String("data-dir", devserver.DefaultDataDir, "`directory` for the private PostgreSQL cluster, the system secret and the demo credentials")

@@ -35,7 +35,7 @@ const (
 // janitor stops, the pool closes.
 func (c *cli) serve(ctx context.Context, args []string) error {
 	fs := newFlags("serve")
-	dbURL := dbFlag(fs)
+	dbURL := serverDBFlag(fs, "one is required")
 	listen := fs.String("listen", "", "`address` to listen on (default $AUTHZ_LISTEN, else :8080)")
 	issuer := fs.String("issuer", "", "public base `URL` of the server (default $AUTHZ_ISSUER, else http://localhost:8080)")
 	migrate := fs.Bool("migrate", false, "apply pending database migrations before serving")

@@ -113,7 +113,7 @@ func (d *demoCredentials) save(path string) error {
 // database was seeded from another data directory) is replaced, so that
 // what the banner shows works, and its redirect URIs are set to this run's
 // (the BFF's port may change); a user alice with another password is left
-// alone (she may be someone's own, made by hand as the README shows).
+// alone (she may be someone's own, made by hand with authz users create).
 func seedDemo(ctx context.Context, store *storage.Store, path string, clients []authz.ClientMetadata, logger *slog.Logger) (*demoCredentials, error) {
 	creds, err := loadDemo(path)
 	if err != nil {
