@@ -144,11 +144,13 @@ func (s *Store) getRow(ctx context.Context, table requestTable, signature string
 		}
 		return r.row, nil
 	}
-	// Inside a transaction a code or refresh token is read with a row
-	// lock: a concurrent exchange of the same code, or refresh with the
-	// same token, waits here until the first one has committed, and then
-	// sees it used.
-	lock := scopeOf(ctx) != nil && (table == codesTable || table == refreshTable)
+	// Inside a transaction a code, or a refresh token the token endpoint
+	// may rotate (WithRefreshReuse), is read with a row lock: a
+	// concurrent exchange of the same code, or refresh with the same
+	// token, waits here until the first one has committed, and then sees
+	// it used. Revocation needs no lock: it only deactivates.
+	_, rotating := ctx.Value(refreshReuseKey{}).(refreshReuse)
+	lock := scopeOf(ctx) != nil && (table == codesTable || table == refreshTable && rotating)
 	sql := selectRequest(table, "$1")
 	if lock {
 		sql += " FOR UPDATE OF t"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ory/fosite/handler/openid"
 
@@ -87,7 +88,7 @@ func BenchmarkRefreshUnit(b *testing.B) {
 	e.must(e.store.CreateRefreshTokenSession(e.ctx, "r-0", "a-0", req))
 	e.report(b, func(i int) {
 		old, next := "r-"+strconv.Itoa(i), "r-"+strconv.Itoa(i+1)
-		ctx, err := e.store.BeginTX(e.ctx)
+		ctx, err := e.store.BeginTX(storage.WithRefreshReuse(e.ctx, time.Now(), 2*time.Second))
 		e.must(err)
 		r, err := e.store.GetRefreshTokenSession(ctx, old, openid.NewDefaultSession())
 		if err != nil {
