@@ -1,4 +1,4 @@
-.PHONY: test test-race test-isolation vet build run demo bench
+.PHONY: test test-race test-isolation test-pooler vet build run demo bench
 
 # Both first install what the tests need when it is missing (PostgreSQL,
 # PgBouncer, Chromium, Node.js and the browser test's npm packages: as
@@ -25,6 +25,13 @@ test-isolation:
 		AUTHZ_TEST_ISOLATION="$$level" go test -count=1 ./storage/ || exit 1; \
 		AUTHZ_TEST_ISOLATION="$$level" go test -count=1 -run '$(ISOLATION_TESTS)' ./authz/ ./cmd/authz/ || exit 1; \
 	done
+
+# The storage and end-to-end suites once more, each test's database behind
+# a PgBouncer in transaction pooling mode (pgx's exec mode), as authz
+# serve runs with AUTHZ_DATABASE_POOLER=transaction.
+test-pooler:
+	bash scripts/test-deps
+	AUTHZ_TEST_POOLER=pgbouncer go test -count=1 ./storage/... ./authz/
 
 vet:
 	go vet ./...

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/net/html"
 
@@ -90,11 +91,22 @@ func newEnvOnPool(t *testing.T, pool *pgxpool.Pool, opts ...envOption) *env {
 	}
 	// As authz serve does. It stops before the database is dropped:
 	// cleanups run last registered first.
-	t.Cleanup(store.StartClientCache(nil, logger))
+	t.Cleanup(store.StartClientCache(listenConfig(t, pool), logger))
 	mu.Lock()
 	handler = h
 	mu.Unlock()
 	return &env{clock: clock, srv: srv, store: store, pool: pool, cfg: cfg, issuer: cfg.Issuer, h: h}
+}
+
+// listenConfig is where the client cache listens: the database itself,
+// past the pooler AUTHZ_TEST_POOLER may have put in between.
+func listenConfig(t *testing.T, pool *pgxpool.Pool) *pgx.ConnConfig {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(pgtest.DirectURL(pool.Config().ConnString()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // testClock is the server's clock: real time moved forward by Advance.

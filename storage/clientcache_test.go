@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/authz/authz/storage"
+	"github.com/authz/authz/storage/pgtest"
 )
 
 // waitFor polls cond until it holds or a deadline passes.
@@ -26,7 +28,11 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 func (e *unitEnv) startCache(s *storage.Store) {
 	e.t.Helper()
-	e.t.Cleanup(s.StartClientCache(nil, nil))
+	// The database itself, past the pooler AUTHZ_TEST_POOLER may have put
+	// in between: LISTEN needs a session of its own.
+	cfg, err := pgx.ParseConfig(pgtest.DirectURL(e.pool.Config().ConnString()))
+	e.must(err)
+	e.t.Cleanup(s.StartClientCache(cfg, nil))
 	waitFor(e.t, "the client cache to listen", s.ClientCacheOn)
 }
 

@@ -64,6 +64,14 @@ const envURL = "AUTHZ_TEST_DATABASE_URL"
 // default). The storage must give the same answers at each.
 const envIsolation = "AUTHZ_TEST_ISOLATION"
 
+// envPooler names the variable that puts a PgBouncer in transaction
+// pooling mode between the tests and their private cluster: "pgbouncer".
+// The URLs NewDatabase returns then go through it, with pgx's exec mode
+// (no named prepared statements), as authz serve runs behind a pooler;
+// DirectURL gives the database itself, for what a pooler cannot carry
+// (LISTEN).
+const envPooler = "AUTHZ_TEST_POOLER"
+
 const setupTimeout = 2 * time.Minute
 
 var (
@@ -141,6 +149,21 @@ func NewDatabase(t testing.TB) string {
 	return src.url(name)
 }
 
+// DirectURL returns the URL of the database that url (from NewDatabase)
+// names, bypassing the pooler when AUTHZ_TEST_POOLER put one in between;
+// otherwise url itself.
+func DirectURL(url string) string {
+	src, err := shared.source()
+	if err != nil || src.direct == nil {
+		return url
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return url
+	}
+	return src.direct(cfg.Database)
+}
+
 // harness sets the source up on first use and remembers a failure, so that
 // every test asking after it fails with the same message.
 type harness struct {
@@ -177,8 +200,10 @@ func (h *harness) teardown() error {
 // databases on, and the migrated template to copy.
 type source struct {
 	cluster  *pgcluster.Cluster // nil on the server AUTHZ_TEST_DATABASE_URL names
-	admin    string             // URL of the database to run CREATE/DROP DATABASE from
+	bouncer  *pgcluster.PgBouncer
+	admin    string // URL of the database to run CREATE/DROP DATABASE from
 	url      func(database string) string
+	direct   func(database string) string // the database itself, behind a pooler; nil without one
 	template string
 
 	mu  sync.Mutex
@@ -204,6 +229,20 @@ func newSource(ctx context.Context) (*source, error) {
 			return nil, fmt.Errorf("start a test cluster: %w", withInstallHint(err))
 		}
 		s.cluster, s.admin, s.url = c, c.URL("postgres"), c.URL
+	}
+	switch pooler := os.Getenv(envPooler); {
+	case pooler == "":
+	case pooler != "pgbouncer":
+		return nil, errors.Join(fmt.Errorf("%s=%q: want pgbouncer", envPooler, pooler), s.close())
+	case s.cluster == nil:
+		return nil, errors.Join(fmt.Errorf("%s works with the tests' own cluster, not with %s", envPooler, envURL), s.close())
+	default:
+		b, err := pgcluster.StartPgBouncer(ctx, s.cluster, pgcluster.PgBouncerOptions{Logf: verboseLogf})
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("start PgBouncer: %w", err), s.close())
+		}
+		s.bouncer, s.direct = b, s.cluster.URL
+		s.url = func(database string) string { return b.URL(database) + "&default_query_exec_mode=exec" }
 	}
 	if err := s.migrateTemplate(ctx); err != nil {
 		return nil, errors.Join(err, s.close())
@@ -234,7 +273,13 @@ func (s *source) migrateTemplate(ctx context.Context) error {
 		return fmt.Errorf("create template database: %w", err)
 	}
 	s.template = name
-	if err := migrate(ctx, s.url(name)); err != nil {
+	// Directly: a pooler would keep server connections to the template
+	// open, and a database cannot be copied while anyone is connected.
+	migrateURL := s.url
+	if s.direct != nil {
+		migrateURL = s.direct
+	}
+	if err := migrate(ctx, migrateURL(name)); err != nil {
 		return fmt.Errorf("migrate template database: %w", err)
 	}
 	// Nobody may be connected to the template while it is copied, or
@@ -287,7 +332,11 @@ func (s *source) drop(ctx context.Context, name string) error {
 // what we made on a shared server.
 func (s *source) close() error {
 	if s.cluster != nil {
-		return s.cluster.Stop()
+		var err error
+		if s.bouncer != nil {
+			err = s.bouncer.Stop()
+		}
+		return errors.Join(err, s.cluster.Stop())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

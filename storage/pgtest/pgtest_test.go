@@ -108,3 +108,49 @@ func TestInstallHint(t *testing.T) {
 		t.Errorf("withInstallHint(other) = %v, want it unchanged", got)
 	}
 }
+
+// TestPooler: with AUTHZ_TEST_POOLER=pgbouncer a test's URL leads to
+// PgBouncer (whose own admin database, "pgbouncer", answers there) in
+// pgx's exec mode, and DirectURL reaches the same database without it.
+// Without the variable DirectURL is the URL itself.
+func TestPooler(t *testing.T) {
+	url := NewDatabase(t)
+	direct := DirectURL(url)
+	if os.Getenv(envPooler) == "" {
+		if direct != url {
+			t.Fatalf("without a pooler DirectURL(%s) = %s", url, direct)
+		}
+		return
+	}
+	if direct == url {
+		t.Fatalf("behind a pooler DirectURL returned the pooled URL %s", url)
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DefaultQueryExecMode != pgx.QueryExecModeExec {
+		t.Errorf("the pooled URL's exec mode is %v, want exec", cfg.DefaultQueryExecMode)
+	}
+	admin, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.Database = "pgbouncer"
+	admin.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn, err := pgx.ConnectConfig(t.Context(), admin)
+	if err != nil {
+		t.Fatalf("the pooled URL does not lead to PgBouncer: %v", err)
+	}
+	defer conn.Close(context.Background())
+	var pooled, direct1 string
+	if err := connect(t, url).QueryRow(t.Context(), "SELECT current_database()").Scan(&pooled); err != nil {
+		t.Fatal(err)
+	}
+	if err := connect(t, direct).QueryRow(t.Context(), "SELECT current_database()").Scan(&direct1); err != nil {
+		t.Fatal(err)
+	}
+	if pooled != direct1 || pooled != cfg.Database {
+		t.Errorf("pooled URL reaches %s, direct %s, want both %s", pooled, direct1, cfg.Database)
+	}
+}
