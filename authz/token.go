@@ -84,13 +84,17 @@ func (h *Handler) transact(ctx context.Context, fn func(ctx context.Context) err
 		err = fn(tctx)
 		if cerr := h.store.Commit(tctx); cerr != nil {
 			_ = h.store.Rollback(tctx)
-			if err == nil {
+			// What a failure path wrote (a family revoked after a reuse)
+			// is sent with the COMMIT: if that failed, the client's error
+			// is not the whole truth.
+			if err == nil || fosite.ErrorToRFC6749Error(err).CodeField < 500 {
 				err = fosite.ErrServerError.WithWrap(cerr)
 			}
 		}
 		if attempt == storage.MaxAttempts || !storage.RetryableFault(ctx) || !storage.RetryPause(ctx, attempt+1) {
 			return err
 		}
+		storage.ResetFault(ctx)
 	}
 }
 

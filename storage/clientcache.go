@@ -28,8 +28,9 @@ import (
 // by a heartbeat within listenHeartbeat + heartbeatTimeout; that is the
 // longest a cached client can outlive a change made elsewhere.
 //
-// Tokens and codes never come from it: they are read with their client
-// joined, so a deleted client's tokens are gone with it.
+// A token read for introspection takes its client from here too; a
+// deleted client's tokens are deleted with it (ON DELETE CASCADE), so no
+// token outlives its client.
 type clientCache struct {
 	mu      sync.Mutex
 	entries map[string]*Client
@@ -92,6 +93,13 @@ func (c *clientCache) put(cl *Client, gen uint64) {
 	c.entries[cl.ID] = &cp
 }
 
+// generation is the count of invalidations so far.
+func (c *clientCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
 // forget drops one client, or every client for "*".
 func (c *clientCache) forget(id string) {
 	if c == nil {
@@ -108,7 +116,7 @@ func (c *clientCache) forget(id string) {
 }
 
 // syncPrefix marks the notifications of SyncClientCache. No client id
-// has it: ids never contain a NUL.
+// has it: ids are printable ASCII (authz's client validation).
 const syncPrefix = "\x01sync:"
 
 // synced reports whether payload is a SyncClientCache marker, and wakes
@@ -180,22 +188,37 @@ func (s *Store) cachedClient(ctx context.Context, id string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sc := scopeOf(ctx); sc == nil || !sc.u.wroteClients {
+	sc := scopeOf(ctx)
+	if sc != nil {
+		// Under REPEATABLE READ or SERIALIZABLE the row comes from the
+		// transaction's snapshot, which may predate a change the cache
+		// has already heard of: only what nothing changed since BEGIN
+		// may be kept.
+		gen = sc.u.clientGen
+	}
+	if sc == nil || !sc.u.wroteClients {
 		s.clients.put(cl, gen)
 	}
 	return cl, nil
 }
 
 // clientChanged drops a client the store is changing from the cache, now
-// and again when the transaction ends, so no read in between can put back
-// what is about to change.
-func (s *Store) clientChanged(ctx context.Context, id string) {
+// and again when the change is done (the returned func, outside a
+// transaction; when the transaction ends, inside one), so no read in
+// between can put back what is about to change.
+func (s *Store) clientChanged(ctx context.Context, id string) (done func()) {
 	s.clients.forget(id)
 	if sc := scopeOf(ctx); sc != nil {
 		sc.u.wroteClients = true
 		sc.u.onEnd = append(sc.u.onEnd, func() { s.clients.forget(id) })
+		return func() {}
 	}
+	return func() { s.clients.forget(id) }
 }
+
+// ListenerName is the application_name of the client cache's listening
+// connection, as pg_stat_activity shows it.
+const ListenerName = "authz client cache"
 
 // ClientCacheOn reports whether clients are being served from memory:
 // StartClientCache was called and its connection is listening.
@@ -212,6 +235,10 @@ func (s *Store) StartClientCache(conn *pgx.ConnConfig, logger *slog.Logger) (sto
 	}
 	conn = conn.Copy()
 	conn.Tracer = nil // its waits are not statements of any request
+	if conn.RuntimeParams == nil {
+		conn.RuntimeParams = map[string]string{}
+	}
+	conn.RuntimeParams["application_name"] = ListenerName // for pg_stat_activity
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -230,9 +257,14 @@ func (s *Store) StartClientCache(conn *pgx.ConnConfig, logger *slog.Logger) (sto
 // listenForClients keeps one connection listening and drops what each
 // notification names, reconnecting with backoff when it fails.
 func (s *Store) listenForClients(ctx context.Context, cfg *pgx.ConnConfig, logger *slog.Logger) {
-	backoff := 250 * time.Millisecond
+	const firstBackoff = 250 * time.Millisecond
+	backoff := firstBackoff
 	for ctx.Err() == nil {
+		listens := s.clients.listens.Load()
 		err := s.listenOnce(ctx, cfg, logger)
+		if s.clients.listens.Load() != listens {
+			backoff = firstBackoff // it did listen: a new failure
+		}
 		s.clients.live.Store(false)
 		s.clients.forget("*")
 		s.clients.wakeAll()
@@ -256,7 +288,12 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, logger *slo
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		// Bounded: a database that does not answer must not hold up stop.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), heartbeatTimeout)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+clientChannel); err != nil {
 		return err
 	}

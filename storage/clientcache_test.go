@@ -119,7 +119,7 @@ func TestClientCacheForgetsWhatItMissed(t *testing.T) {
 	// Cut the listening connection, as a network failure would.
 	var pid int
 	e.must(e.pool.QueryRow(e.ctx, `SELECT pid FROM pg_stat_activity
-		WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&pid))
+		WHERE datname = current_database() AND application_name = $1`, storage.ListenerName).Scan(&pid))
 	var killed bool
 	e.must(e.pool.QueryRow(e.ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&killed))
 	waitFor(t, "the listening connection to end", func() bool {
@@ -162,5 +162,35 @@ func TestIntrospectionWithClientCache(t *testing.T) {
 	}
 	if c, ok := got.GetClient().(*storage.Client); !ok || c.ID != e.client.ID || len(c.RedirectURIs) != 1 || c.TokenEndpointAuthMethod != "client_secret_basic" {
 		t.Errorf("the token's client: %+v, want the whole of %s", got.GetClient(), e.client.ID)
+	}
+}
+
+// TestClientCacheSnapshot: under REPEATABLE READ a transaction reads
+// clients from a snapshot taken at its start. One changed elsewhere after
+// that start must not be cached from the old snapshot, or the cache would
+// keep the old client (a rotated-out secret, say) until the next change.
+func TestClientCacheSnapshot(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	e.startCache(e.store)
+	ctx, err := e.store.BeginTX(e.ctx) // no deadline: a plain BEGIN
+	e.must(err)
+	var one int
+	e.must(e.store.ExecForTest(ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ`))
+	e.must(e.store.QueryRowForTest(ctx, `SELECT 1`).Scan(&one)) // the snapshot
+	other := storage.New(e.pool)
+	c, err := other.Client(e.ctx, e.client.ID)
+	e.must(err)
+	c.Name = "changed elsewhere"
+	e.must(other.UpdateClient(e.ctx, c))
+	e.must(e.store.SyncClientCache(e.ctx))
+	inTx, err := e.store.GetClient(ctx, e.client.ID)
+	e.must(err)
+	if got := inTx.(*storage.Client).Name; got != "" {
+		t.Fatalf("inside the transaction: name %q, want the snapshot's (empty)", got)
+	}
+	e.must(e.store.Commit(ctx))
+	if got := e.clientName(e.store); got != "changed elsewhere" {
+		t.Errorf("after the transaction: name %q, want the change made elsewhere", got)
 	}
 }

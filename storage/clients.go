@@ -204,7 +204,7 @@ func clientArgs(c *Client) []any {
 // and put a hash (never the secret) in SecretHash. An existing id is
 // ErrAlreadyExists.
 func (s *Store) CreateClient(ctx context.Context, c *Client) error {
-	s.clientChanged(ctx, c.ID)
+	defer s.clientChanged(ctx, c.ID)()
 	rows, err := s.db(ctx).Query(ctx, `
 		INSERT INTO clients (id, secret_hash, name, redirect_uris, grant_types, response_types, scopes,
 			audience, token_endpoint_auth_method, public, skip_consent, jwks, jwks_uri,
@@ -230,7 +230,7 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 // hashes and registration token hash. Read it with ClientForUpdate in the
 // same transaction to change only part of it.
 func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
-	s.clientChanged(ctx, c.ID)
+	defer s.clientChanged(ctx, c.ID)()
 	rows, err := s.db(ctx).Query(ctx, `
 		UPDATE clients SET secret_hash = $2, name = $3, redirect_uris = $4, grant_types = $5,
 			response_types = $6, scopes = $7, audience = $8, token_endpoint_auth_method = $9,
@@ -287,7 +287,7 @@ func (s *Store) RotateClientSecret(ctx context.Context, id, hash string, keepOld
 		t := keepOldUntil.UTC()
 		keepOldUntil = &t
 	}
-	s.clientChanged(ctx, id)
+	defer s.clientChanged(ctx, id)()
 	return s.oneClient(ctx, `
 		UPDATE clients SET secret_hash = $2,
 			rotated_secret_hash = CASE WHEN $3::timestamptz IS NULL THEN '' ELSE secret_hash END,
@@ -313,7 +313,7 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]*Cl
 
 // DeleteClient removes a client and, by cascade, everything issued to it.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	s.clientChanged(ctx, id)
+	defer s.clientChanged(ctx, id)()
 	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
 	if err != nil {
 		return translate("delete client", err)

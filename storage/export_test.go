@@ -13,3 +13,9 @@ func (s *Store) QueryRowForTest(ctx context.Context, sql string, args ...any) pg
 
 // ClientCacheListens counts the times the client cache started listening.
 func (s *Store) ClientCacheListens() int64 { return s.clients.listens.Load() }
+
+// ExecForTest runs sql in the transaction ctx carries, or on the pool.
+func (s *Store) ExecForTest(ctx context.Context, sql string, args ...any) error {
+	_, err := s.db(ctx).Exec(ctx, sql, args...)
+	return err
+}

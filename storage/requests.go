@@ -138,6 +138,14 @@ func (s *Store) getRow(ctx context.Context, table requestTable, signature string
 		return nil, fmt.Errorf("get %s: %w", table, fosite.ErrNotFound)
 	}
 	m := memoOf(ctx)
+	if sc := scopeOf(ctx); sc != nil {
+		if plan, ok := sc.u.plans[rowKey{table, signature}]; ok {
+			delete(sc.u.plans, rowKey{table, signature})
+			if err := s.prefetch(ctx, plan...); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if r, ok := m.get(table, signature); ok {
 		if r.row == nil {
 			return nil, fmt.Errorf("get %s: %w", table, fosite.ErrNotFound)
@@ -581,15 +589,30 @@ type fetchedRow struct {
 	requestRow
 }
 
-// PrefetchCode reads in one statement, within ctx's transaction, what a
-// code exchange asks for: the code (locked, as GetAuthorizeCodeSession
-// does), its PKCE request and its OpenID Connect session.
+// PrefetchCode reads in one statement what a code exchange asks for: the
+// code (locked in a transaction, as GetAuthorizeCodeSession does), its
+// PKCE request and its OpenID Connect session.
+//
+// Inside a transaction it only plans the read, which runs when the code is
+// first asked for: fosite asks after it has authenticated the client, and
+// the code's row lock must not be held by a request whose credentials are
+// still being checked (an Argon2id secret takes tens of milliseconds, and
+// whoever holds an intercepted code could hold up its real exchange).
 func (s *Store) PrefetchCode(ctx context.Context, signature, code string) error {
-	return s.prefetch(ctx,
-		fetch{table: codesTable, signature: signature, lock: scopeOf(ctx) != nil},
-		fetch{table: pkceTable, signature: signature},
-		fetch{table: oidcTable, signature: hashKey(code)},
-	)
+	sc := scopeOf(ctx)
+	plan := []fetch{
+		{table: codesTable, signature: signature, lock: sc != nil},
+		{table: pkceTable, signature: signature},
+		{table: oidcTable, signature: hashKey(code)},
+	}
+	if sc == nil {
+		return s.prefetch(ctx, plan...)
+	}
+	if sc.u.plans == nil {
+		sc.u.plans = make(map[rowKey][]fetch)
+	}
+	sc.u.plans[rowKey{codesTable, signature}] = plan
+	return nil
 }
 
 // PrefetchToken reads in one statement what introspecting a token asks

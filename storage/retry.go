@@ -30,15 +30,18 @@ func Retryable(err error) bool {
 
 // RetryableFault reports whether the database failure recorded for ctx's
 // request (see FaultRecorder) was a lost race, which rerunning the request's
-// whole unit of work may win. It forgets the failure when so, ready for
-// that rerun.
+// whole unit of work may win. Call ResetFault before that rerun.
 func RetryableFault(ctx context.Context) bool {
 	f, _ := ctx.Value(faultKey{}).(*FaultRecorder)
-	if f == nil || !Retryable(f.Err()) {
-		return false
-	}
+	return f != nil && Retryable(f.Err())
+}
+
+// ResetFault forgets the failure recorded for ctx's request, right before
+// its unit of work runs again. Until then the failure stands: should the
+// rerun not happen, the answer is the 503 it calls for.
+func ResetFault(ctx context.Context) {
+	f, _ := ctx.Value(faultKey{}).(*FaultRecorder)
 	f.Reset()
-	return true
 }
 
 // RetryPause waits before attempt (2, 3, ...) of a unit of work: a few

@@ -77,11 +77,12 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if outer := scopeOf(ctx); outer != nil {
 		return context.WithValue(ctx, txKey{}, &scope{u: outer.u, sp: outer.u.begin()}), nil
 	}
+	gen := s.clients.generation()
 	tx, err := s.begin(ctx)
 	if err != nil {
 		return ctx, translate("begin transaction", err)
 	}
-	return context.WithValue(ctx, txKey{}, &scope{u: &unit{tx: tx, memo: newMemo()}}), nil
+	return context.WithValue(ctx, txKey{}, &scope{u: &unit{tx: tx, memo: newMemo(), clientGen: gen}}), nil
 }
 
 // begin starts an outermost transaction. The connection is taken first and
@@ -236,15 +237,10 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 	}
 	for attempt := 1; ; attempt++ {
 		err := s.inTx(ctx, fn)
-		if err == nil || attempt == MaxAttempts || !(Retryable(err) || RetryableFault(ctx)) {
+		if err == nil || attempt == MaxAttempts || !(Retryable(err) || RetryableFault(ctx)) || !RetryPause(ctx, attempt+1) {
 			return err
 		}
-		if f, _ := ctx.Value(faultKey{}).(*FaultRecorder); f != nil {
-			f.Reset()
-		}
-		if !RetryPause(ctx, attempt+1) {
-			return err
-		}
+		ResetFault(ctx)
 	}
 }
 

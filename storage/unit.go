@@ -44,6 +44,14 @@ type unit struct {
 	// wroteClients: the transaction changed a client, so what it reads
 	// of clients may never be committed and is not cached.
 	wroteClients bool
+	// clientGen is the client cache's generation before BEGIN: a client
+	// this transaction reads may come from a snapshot taken then, so it
+	// is cached only if nothing changed since (clientCache.put).
+	clientGen uint64
+	// plans are prefetches to run when a row is first asked for
+	// (PrefetchCode): at fosite's first read, after it has authenticated
+	// the client, rather than before.
+	plans map[rowKey][]fetch
 	// onEnd runs when the transaction has ended, committed or not.
 	onEnd []func()
 }
@@ -89,7 +97,7 @@ func scopeOf(ctx context.Context) *scope {
 func (s *Store) deferWrite(ctx context.Context, w *write) error {
 	sc := scopeOf(ctx)
 	if sc == nil {
-		_, err := s.pool.Exec(ctx, w.sql, w.args...)
+		_, err := autocommit{s.pool}.Exec(ctx, w.sql, w.args...)
 		return err
 	}
 	sc.u.pending = append(sc.u.pending, pendingItem{write: w})
@@ -218,6 +226,9 @@ func (u *unit) rollbackTo(ctx context.Context, sp *savepoint) error {
 		return nil
 	}
 	_ = u.pop(sp)
+	// What the level wrote is undone; what the memo learnt of its writes
+	// (a code spent, a row deleted) must go with it.
+	u.memo.clear()
 	if !sp.sent {
 		// Nothing of the level reached the database: forget its writes.
 		for i, it := range u.pending {
@@ -230,7 +241,6 @@ func (u *unit) rollbackTo(ctx context.Context, sp *savepoint) error {
 	}
 	// Its start was sent, so everything still deferred came after it.
 	u.pending = nil
-	u.memo.clear()
 	_, err := u.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+sp.name)
 	return err
 }

@@ -250,3 +250,32 @@ func TestIntrospectionPrefetchIsOneStatement(t *testing.T) {
 		t.Errorf("%d statements, want 1", n)
 	}
 }
+
+// TestNestedRollbackForgetsWhatItLearnt: a nested level that spent a
+// code and was rolled back without reaching the database leaves the code
+// as it was, in the database and in what the transaction remembers: the
+// outer level can still spend it.
+func TestNestedRollbackForgetsWhatItLearnt(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	e.must(e.store.CreateAuthorizeCodeSession(e.ctx, "code-sig", e.request("grant-1")))
+	ctx, err := e.store.BeginTX(e.ctx)
+	e.must(err)
+	defer e.store.Rollback(ctx)
+	_, err = e.store.GetAuthorizeCodeSession(ctx, "code-sig", openid.NewDefaultSession())
+	e.must(err)
+	inner, err := e.store.BeginTX(ctx)
+	e.must(err)
+	e.must(e.store.InvalidateAuthorizeCodeSession(inner, "code-sig"))
+	e.must(e.store.Rollback(inner))
+	if _, err := e.store.GetAuthorizeCodeSession(ctx, "code-sig", openid.NewDefaultSession()); err != nil {
+		t.Errorf("after the nested rollback the code reads %v, want it active", err)
+	}
+	if err := e.store.InvalidateAuthorizeCodeSession(ctx, "code-sig"); err != nil {
+		t.Errorf("spending the code after the nested rollback: %v", err)
+	}
+	e.must(e.store.Commit(ctx))
+	if _, err := e.store.GetAuthorizeCodeSession(e.ctx, "code-sig", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		t.Errorf("after commit the code reads %v, want it spent", err)
+	}
+}

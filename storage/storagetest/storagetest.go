@@ -587,6 +587,58 @@ func testConcurrency(t *testing.T, mk func(*testing.T) *env) {
 		}
 	})
 
+	// As the token endpoint does it: the code read first (locked, so its
+	// spending is deferred to the commit), then spent.
+	t.Run("CodeExchangeAfterRead", func(t *testing.T) {
+		e := mk(t)
+		req := e.request("request-1", e.newClient("rp"), "user-1")
+		e.must(e.store.CreateAuthorizeCodeSession(e.ctx, "code-1", req))
+
+		errs := e.race(n, func(ctx context.Context, i int) error {
+			if _, err := e.store.GetAuthorizeCodeSession(ctx, "code-1", &openid.DefaultSession{}); err != nil {
+				return err
+			}
+			if err := e.store.InvalidateAuthorizeCodeSession(ctx, "code-1"); err != nil {
+				return err
+			}
+			return e.store.CreateAccessTokenSession(ctx, fmt.Sprintf("access-%d", i), req)
+		})
+		oneWinner(t, errs, fosite.ErrInvalidatedAuthorizeCode)
+		if got := e.count(`access_tokens WHERE request_id = $1`, req.ID); got != 1 {
+			t.Errorf("%d access tokens exist, want 1", got)
+		}
+	})
+
+	// As the token endpoint does it: the refresh token read first (locked
+	// there, WithRefreshReuse), then rotated. Losers find it rotated.
+	t.Run("RefreshRotationAfterRead", func(t *testing.T) {
+		e := mk(t)
+		req := e.request("request-1", e.newClient("rp"), "user-1")
+		e.must(e.store.CreateAccessTokenSession(e.ctx, "access", req))
+		e.must(e.store.CreateRefreshTokenSession(e.ctx, "refresh", "access", req))
+
+		errs := e.race(n, func(ctx context.Context, i int) error {
+			ctx = storage.WithRefreshReuse(ctx, time.Now(), 0)
+			if _, err := e.store.GetRefreshTokenSession(ctx, "refresh", &openid.DefaultSession{}); err != nil {
+				return err
+			}
+			if err := e.store.RotateRefreshToken(ctx, req.ID, "refresh"); err != nil {
+				return err
+			}
+			if err := e.store.CreateAccessTokenSession(ctx, fmt.Sprintf("access-%d", i), req); err != nil {
+				return err
+			}
+			return e.store.CreateRefreshTokenSession(ctx, fmt.Sprintf("refresh-%d", i), fmt.Sprintf("access-%d", i), req)
+		})
+		oneWinner(t, errs, fosite.ErrInactiveToken)
+		if got := e.count(`refresh_tokens WHERE request_id = $1 AND active`, req.ID); got != 1 {
+			t.Errorf("%d active refresh tokens, want the winner's only", got)
+		}
+		if got := e.count(`access_tokens WHERE request_id = $1`, req.ID); got != 1 {
+			t.Errorf("%d access tokens exist, want 1", got)
+		}
+	})
+
 	t.Run("RefreshRotation", func(t *testing.T) {
 		e := mk(t)
 		req := e.request("request-1", e.newClient("rp"), "user-1")
