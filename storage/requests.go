@@ -276,9 +276,11 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 	return req, nil
 }
 
-// InvalidateAuthorizeCodeSession marks a code used. It is one conditional
-// UPDATE: of several concurrent exchanges of one code exactly one succeeds,
-// the others get fosite.ErrInvalidatedAuthorizeCode.
+// InvalidateAuthorizeCodeSession marks a code used. Of several concurrent
+// exchanges of one code exactly one succeeds, the others get
+// fosite.ErrInvalidatedAuthorizeCode: either the transaction holds the
+// code's row lock and has seen it active (getRow), and the update is
+// deferred to its commit, or it is one conditional UPDATE now.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
 	m := memoOf(ctx)
 	if r, ok := m.get(codesTable, signature); ok && r.locked && r.row != nil {
