@@ -91,7 +91,7 @@ func (h *Handler) transact(ctx context.Context, fn func(ctx context.Context) err
 				err = fosite.ErrServerError.WithWrap(cerr)
 			}
 		}
-		if attempt == storage.MaxAttempts || !storage.RetryableFault(ctx) || !storage.RetryPause(ctx, attempt+1) {
+		if !storage.RunAgain(ctx, attempt, storage.RetryableFault(ctx)) {
 			return err
 		}
 		storage.ResetFault(ctx)

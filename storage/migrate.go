@@ -78,7 +78,7 @@ func migrateFS(ctx context.Context, conn *pgx.Conn, fsys fs.FS) ([]MigrationStat
 	}
 	for attempt := 1; ; attempt++ {
 		applied, err := migrateOnce(ctx, conn, list)
-		if err == nil || !Retryable(err) || attempt == MaxAttempts || !RetryPause(ctx, attempt+1) {
+		if !RunAgain(ctx, attempt, Retryable(err)) {
 			return applied, err
 		}
 	}

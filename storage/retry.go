@@ -44,11 +44,19 @@ func ResetFault(ctx context.Context) {
 	f.Reset()
 }
 
-// RetryPause waits before attempt (2, 3, ...) of a unit of work: a few
-// milliseconds, doubling, with jitter so that racers do not meet again. It
-// returns false, without waiting, when ctx ends first or would end before
-// the attempt could do anything.
-func RetryPause(ctx context.Context, attempt int) bool {
+// RunAgain says whether a unit of work that has now run attempt times, and
+// lost a serialization race or deadlocked the last time (lost), runs once
+// more: at most MaxAttempts runs in all, and only if the pause before the
+// next (a few milliseconds, doubling, with jitter so that racers do not
+// meet again) ends well before ctx does. It waits that pause before
+// saying yes. The one retry policy of every loop that reruns.
+func RunAgain(ctx context.Context, attempt int, lost bool) bool {
+	return lost && attempt < MaxAttempts && pause(ctx, attempt+1)
+}
+
+// pause waits before attempt (2, 3, ...); false, without waiting, when ctx
+// ends first or would end before the attempt could do anything.
+func pause(ctx context.Context, attempt int) bool {
 	d := time.Duration(2<<attempt) * time.Millisecond
 	d = d/2 + rand.N(d)
 	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d+commitMargin {
@@ -107,7 +115,7 @@ func retryStatement(ctx context.Context, run func(ctx context.Context) error) er
 	quiet := WithoutFaultRecording(ctx)
 	for attempt := 1; ; attempt++ {
 		err := run(quiet)
-		if err == nil || !Retryable(err) || attempt == MaxAttempts || !RetryPause(ctx, attempt+1) {
+		if !RunAgain(ctx, attempt, Retryable(err)) {
 			recordFault(ctx, err)
 			return err
 		}

@@ -237,7 +237,7 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 	}
 	for attempt := 1; ; attempt++ {
 		err := s.inTx(ctx, fn)
-		if err == nil || attempt == MaxAttempts || !(Retryable(err) || RetryableFault(ctx)) || !RetryPause(ctx, attempt+1) {
+		if err == nil || !RunAgain(ctx, attempt, Retryable(err) || RetryableFault(ctx)) {
 			return err
 		}
 		ResetFault(ctx)
