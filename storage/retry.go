@@ -76,13 +76,19 @@ func pause(ctx context.Context, attempt int) bool {
 // transaction. A statement that writes may lose a serialization race
 // under REPEATABLE READ or SERIALIZABLE like any transaction (two sign-in
 // failures counted on one row at once, say); a failed single statement
-// did nothing, so it is simply run again.
+// did nothing, so it is run again. Reruns happen in a transaction of their
+// own at READ COMMITTED: every statement sent outside a transaction is
+// written to be right on its own at that level (it is PostgreSQL's
+// default), where it waits for a row another writer holds and then works
+// on that row's newest version rather than losing again. Rerunning at the
+// stricter level instead would let many racers on one hot row (twenty
+// sign-ins to one account at once) each lose MaxAttempts times.
 type autocommit struct{ pool *pgxpool.Pool }
 
 func (a autocommit) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	var tag pgconn.CommandTag
-	err := retryStatement(ctx, func(ctx context.Context) (err error) {
-		tag, err = a.pool.Exec(ctx, sql, args...)
+	err := a.retry(ctx, func(ctx context.Context, q querier) (err error) {
+		tag, err = q.Exec(ctx, sql, args...)
 		return err
 	})
 	return tag, err
@@ -95,29 +101,48 @@ func (a autocommit) Query(ctx context.Context, sql string, args ...any) (pgx.Row
 }
 
 func (a autocommit) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return retriedRow{ctx: ctx, run: func(ctx context.Context) pgx.Row { return a.pool.QueryRow(ctx, sql, args...) }}
+	return retriedRow{ctx: ctx, a: a, run: func(ctx context.Context, q querier) pgx.Row { return q.QueryRow(ctx, sql, args...) }}
 }
 
 type retriedRow struct {
 	ctx context.Context
-	run func(ctx context.Context) pgx.Row
+	a   autocommit
+	run func(ctx context.Context, q querier) pgx.Row
 }
 
 func (r retriedRow) Scan(dest ...any) error {
-	return retryStatement(r.ctx, func(ctx context.Context) error { return r.run(ctx).Scan(dest...) })
+	return r.a.retry(r.ctx, func(ctx context.Context, q querier) error { return r.run(ctx, q).Scan(dest...) })
 }
 
-// retryStatement runs one statement up to MaxAttempts times while it loses
-// serialization races. Only the last attempt's failure is recorded
-// against the request (FaultRecorder): one that was won by a rerun is
-// not an outage.
-func retryStatement(ctx context.Context, run func(ctx context.Context) error) error {
+// retry runs one statement, and again up to MaxAttempts times in all
+// while it loses serialization races, the reruns at READ COMMITTED. Only
+// the last attempt's failure is recorded against the request
+// (FaultRecorder): one that was won by a rerun is not an outage.
+func (a autocommit) retry(ctx context.Context, run func(ctx context.Context, q querier) error) error {
 	quiet := WithoutFaultRecording(ctx)
 	for attempt := 1; ; attempt++ {
-		err := run(quiet)
+		var err error
+		if attempt == 1 {
+			err = run(quiet, a.pool)
+		} else {
+			err = a.readCommitted(quiet, run)
+		}
 		if !RunAgain(ctx, attempt, Retryable(err)) {
 			recordFault(ctx, err)
 			return err
 		}
 	}
+}
+
+// readCommitted runs one statement in a READ COMMITTED transaction.
+func (a autocommit) readCommitted(ctx context.Context, run func(ctx context.Context, q querier) error) error {
+	tx, err := a.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return err
+	}
+	if err := run(ctx, tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return tx.Commit(ctx)
 }
