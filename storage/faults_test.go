@@ -1,16 +1,20 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
@@ -243,4 +247,128 @@ func TestCommitAfterDeadline(t *testing.T) {
 	if _, err := s.GetAuthorizeCodeSession(t.Context(), "too-late", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
 		t.Fatalf("BUG: a commit after the deadline went through: %v", err)
 	}
+}
+
+// TestCommitAnswerLost: when the answer to a COMMIT never comes back, the
+// store asks the server on another connection whether it took effect, and
+// reports what did as done: a 503 for a code the commit spent would send
+// the client back with a code that no longer works.
+func TestCommitAnswerLost(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = storage.PoolConfig(cfg)
+	var fault atomic.Value // commitFault
+	fault.Store(commitFault(0))
+	var d net.Dialer
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &commitLoser{Conn: c, fault: &fault}, nil
+	}
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := storage.New(pool)
+	c := &storage.Client{
+		ID: "app", SecretHash: storage.HashGeneratedSecret("secret"), Name: "App",
+		RedirectURIs: []string{"https://app.example.com/cb"}, GrantTypes: []string{"authorization_code"},
+		ResponseTypes: []string{"code"}, Scopes: []string{"openid"}, TokenEndpointAuthMethod: "client_secret_basic",
+	}
+	if err := s.CreateClient(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		fault   commitFault
+		persist bool
+	}{
+		{"committed, answer lost", loseAnswer, true},
+		{"never sent", dropCommit, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 400*time.Millisecond)
+			defer cancel()
+			ctx, err := s.BeginTX(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig := "lost-" + fmt.Sprint(tc.fault)
+			if err := s.CreateAuthorizeCodeSession(ctx, sig, codeRequest("r-"+sig, c)); err != nil {
+				t.Fatal(err)
+			}
+			fault.Store(tc.fault)
+			err = s.Commit(ctx)
+			fault.Store(commitFault(0))
+			_, getErr := s.GetAuthorizeCodeSession(t.Context(), sig, openid.NewDefaultSession())
+			if tc.persist {
+				if getErr != nil {
+					t.Fatalf("the commit did not persist (%v); the test's fault is wrong", getErr)
+				}
+				if err != nil {
+					t.Fatalf("BUG: a commit that took effect, its answer lost, reported as %v", err)
+				}
+				return
+			}
+			if !errors.Is(getErr, fosite.ErrNotFound) {
+				t.Fatalf("the commit persisted (%v); the test's fault is wrong", getErr)
+			}
+			if !storage.Unavailable(err) {
+				t.Fatalf("BUG: a commit that never reached the server reported as %v, want a database failure", err)
+			}
+			if strings.Contains(err.Error(), "unknown") {
+				t.Errorf("the outcome of a COMMIT the server never read was left unknown: %v", err)
+			}
+		})
+	}
+}
+
+// commitFault is what commitLoser does to a connection that sends COMMIT.
+type commitFault int
+
+const (
+	loseAnswer commitFault = iota + 1 // send it, then hear nothing more
+	dropCommit                        // send nothing more, hear nothing more
+)
+
+// commitLoser is a connection that, when its fault is set, goes deaf at
+// the COMMIT pgx sends (a simple query "commit"), as if the network had
+// failed then: reads wait for the deadline pgx sets, discarding what the
+// server says.
+type commitLoser struct {
+	net.Conn
+	fault *atomic.Value
+	deaf  atomic.Bool
+}
+
+var commitMessage = []byte("Q\x00\x00\x00\x0bcommit\x00")
+
+func (c *commitLoser) Write(b []byte) (int, error) {
+	if f := c.fault.Load().(commitFault); f != 0 && bytes.Contains(b, commitMessage) {
+		c.deaf.Store(true)
+		if f == dropCommit {
+			return len(b), nil
+		}
+	}
+	if c.deaf.Load() && c.fault.Load().(commitFault) == dropCommit {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *commitLoser) Read(b []byte) (int, error) {
+	for c.deaf.Load() {
+		if _, err := c.Conn.Read(b); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(b)
 }

@@ -176,7 +176,28 @@ func (s *Store) Commit(ctx context.Context) error {
 		_ = s.Rollback(ctx)
 		return translate("commit", err)
 	}
-	if err := sc.u.sync(ctx); err != nil {
+	// The writes still deferred go with a SELECT that learns the
+	// transaction's id, for when the COMMIT's answer does not arrive, and
+	// measures the server's commit deadline (beginQuery) again. Measured
+	// from BEGIN alone it lies late by however long the BEGIN waited on
+	// the way, say in a pooler's queue for a server connection; the
+	// earlier of the two stands. The COMMIT is sent only once this answer
+	// is back, so a server that stalls before reading it has fixed the
+	// deadline already.
+	var (
+		xid string
+		pid uint32
+	)
+	tail := &write{sql: "SELECT pg_current_xact_id()::text, pg_backend_pid(), NULL"}
+	if deadline, ok := ctx.Deadline(); ok {
+		tail = &write{
+			sql: "SELECT pg_current_xact_id()::text, pg_backend_pid(), set_config('authz.commit_by', least(" +
+				"nullif(current_setting('authz.commit_by', true), '')::timestamptz, " +
+				"clock_timestamp() + $1 * interval '1 millisecond')::text, true)",
+			args: []any{max(time.Until(deadline)-commitMargin, time.Millisecond).Milliseconds()},
+		}
+	}
+	if err := sc.u.flush(ctx, tail, &xid, &pid, nil); err != nil {
 		_ = s.Rollback(ctx)
 		return translate("commit", err)
 	}
@@ -192,15 +213,88 @@ func (s *Store) Commit(ctx context.Context) error {
 		defer cancel()
 	}
 	defer sc.u.end()
-	if err := sc.u.tx.Commit(commitCtx); err != nil {
-		return translate("commit", err)
+	err := sc.u.tx.Commit(commitCtx)
+	if err == nil {
+		return nil
 	}
-	return nil
+	// No answer: the COMMIT may or may not have taken effect. Another
+	// connection asks the server which, so that work it did keep is
+	// reported done rather than as a 503 for a code it spent.
+	if xid != "" && commitOutcomeUnknown(err) {
+		switch s.commitOutcome(ctx, xid, pid) {
+		case "committed":
+			return nil
+		case "aborted":
+			return translate("commit", err)
+		}
+		return translate(fmt.Sprintf("commit (transaction %s; whether it took effect is unknown)", xid), err)
+	}
+	return translate("commit", err)
 }
 
 // commitGrace is how long past the request's deadline the answer to a
 // COMMIT sent in time is awaited.
 const commitGrace = 750 * time.Millisecond
+
+// commitResolve is how long, past commitGrace, the server is asked
+// whether a COMMIT that went unanswered took effect. A request's answer
+// thus leaves at most commitGrace+commitResolve after its deadline, well
+// within the HTTP server's write timeout (see authz.MaxRequestTimeout).
+const commitResolve = 1500 * time.Millisecond
+
+// commitOutcomeUnknown reports whether a failed COMMIT may yet have taken
+// effect: its answer never came. A refusal from the server (a PgError) or
+// a failure before anything was sent says it did not.
+func commitOutcomeUnknown(err error) bool {
+	var pgErr *pgconn.PgError
+	return !errors.As(err, &pgErr) && !errors.Is(err, pgx.ErrTxCommitRollback) && !pgconn.SafeToRetry(err)
+}
+
+// commitOutcome asks the server, on another connection, what became of
+// transaction xid of backend pid: "committed" once it has committed and is
+// visible to others (for a synchronous standby's sake, committing locally
+// is not enough), "aborted", or "" when that is still unknown after
+// commitResolve.
+//
+// A backend still idle in that transaction never read the COMMIT (lost on
+// the way, or in the socket of a server that stalled) and would hold the
+// transaction's locks, a code's row among them, until it noticed the
+// connection gone, which pgx may take 15 s to close. It is ended, so that
+// the outcome is known (aborted) and the code free for the client's retry.
+// One busy with the COMMIT is left to finish: ending it while it waits for
+// a synchronous standby would make the commit visible before the standby
+// had it.
+func (s *Store) commitOutcome(ctx context.Context, xid string, pid uint32) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitResolve)
+	defer cancel()
+	for {
+		var (
+			status  *string
+			visible bool
+		)
+		err := s.pool.QueryRow(ctx, `
+			SELECT pg_xact_status($1::xid8), pg_visible_in_snapshot($1::xid8, pg_current_snapshot()),
+				(SELECT bool_or(pg_terminate_backend(pid)) FROM pg_stat_activity
+				 WHERE pid = $2 AND state = 'idle in transaction'
+				   AND backend_xid::text = ($1::xid8::text::numeric % 4294967296)::text)`, xid, pid).
+			Scan(&status, &visible, nil)
+		if err == nil && status != nil {
+			switch {
+			case *status == "aborted":
+				return "aborted"
+			case *status == "committed" && visible:
+				return "committed"
+			}
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ""
+		case <-t.C:
+		}
+	}
+}
 
 // Rollback rolls back the transaction carried by ctx, or the nested level
 // ctx belongs to. Rolling back one that has already ended is not an error.

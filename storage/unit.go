@@ -106,7 +106,13 @@ func (s *Store) deferWrite(ctx context.Context, w *write) error {
 
 // sync sends everything deferred, in order: runs of writes as single
 // statements, savepoint starts as SAVEPOINT.
-func (u *unit) sync(ctx context.Context) error {
+func (u *unit) sync(ctx context.Context) error { return u.flush(ctx, nil) }
+
+// flush is sync, with tail (a SELECT) made the primary query of the last
+// statement, every write of which becomes a WITH clause; the tail's row is
+// scanned into dest. Without writes left to send, the tail is not sent and
+// dest is left as it was.
+func (u *unit) flush(ctx context.Context, tail *write, dest ...any) error {
 	if len(u.pending) == 0 {
 		return nil
 	}
@@ -117,7 +123,7 @@ func (u *unit) sync(ctx context.Context) error {
 		if len(run) == 0 {
 			return nil
 		}
-		sql, args := combine(run)
+		sql, args := combine(run, nil)
 		run = nil
 		_, err := u.tx.Exec(ctx, sql, args...)
 		return err
@@ -140,7 +146,11 @@ func (u *unit) sync(ctx context.Context) error {
 		}
 		run = append(run, it.write)
 	}
-	return send()
+	if tail == nil || len(run) == 0 {
+		return send()
+	}
+	sql, args := combine(run, tail)
+	return u.tx.QueryRow(ctx, sql, args...).Scan(dest...)
 }
 
 // conflicts reports whether w must not share a statement with run. All
@@ -164,29 +174,37 @@ var placeholder = regexp.MustCompile(`\$([0-9]+)`)
 
 // combine makes one statement of several data-modifying ones: all but the
 // last become WITH clauses, which PostgreSQL runs to completion whether or
-// not anything reads them.
-func combine(ws []*write) (string, []any) {
-	if len(ws) == 1 {
+// not anything reads them. With a tail, all of them do, and the tail is
+// the statement's primary query.
+func combine(ws []*write, tail *write) (string, []any) {
+	if len(ws) == 1 && tail == nil {
 		return ws[0].sql, ws[0].args
 	}
 	var b strings.Builder
 	var args []any
-	for i, w := range ws {
+	renumber := func(w *write) string {
 		offset := len(args)
-		sql := placeholder.ReplaceAllStringFunc(w.sql, func(p string) string {
+		args = append(args, w.args...)
+		return placeholder.ReplaceAllStringFunc(w.sql, func(p string) string {
 			n, _ := strconv.Atoi(p[1:])
 			return "$" + strconv.Itoa(n+offset)
 		})
-		args = append(args, w.args...)
+	}
+	for i, w := range ws {
+		sql := renumber(w)
 		switch {
 		case i == 0:
 			fmt.Fprintf(&b, "WITH w%d AS (%s)", i, sql)
-		case i < len(ws)-1:
+		case i < len(ws)-1 || tail != nil:
 			fmt.Fprintf(&b, ", w%d AS (%s)", i, sql)
 		default:
 			b.WriteString(" ")
 			b.WriteString(sql)
 		}
+	}
+	if tail != nil {
+		b.WriteString(" ")
+		b.WriteString(renumber(tail))
 	}
 	return b.String(), args
 }
