@@ -27,6 +27,13 @@ var (
 	supportedGrantTypes    = []string{"authorization_code", "refresh_token", "client_credentials"}
 	supportedResponseTypes = []string{"code"}
 	supportedAuthMethods   = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
+	// accessTokenStrategies are what a client's access tokens may be:
+	// opaque (looked up at introspection) or RFC 9068 JWTs.
+	accessTokenStrategies = []string{"opaque", "jwt"}
+	// supportedIDTokenAlgs are the JWS algorithms ID tokens and JWT access
+	// tokens can be signed with, each by a key of its own; the first is
+	// the default.
+	supportedIDTokenAlgs = []string{"RS256", "PS256", "ES256", "EdDSA"}
 	// supportedAssertionAlgs are the JWS algorithms accepted for
 	// private_key_jwt client assertions (fosite verifies these).
 	supportedAssertionAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
@@ -72,6 +79,13 @@ type ClientMetadata struct {
 	JWKS                        json.RawMessage `json:"jwks,omitempty"`
 	JWKSURI                     string          `json:"jwks_uri,omitempty"`
 	TokenEndpointAuthSigningAlg string          `json:"token_endpoint_auth_signing_alg,omitempty"`
+
+	// AccessTokenStrategy is "opaque" (the default) or "jwt" (RFC 9068).
+	AccessTokenStrategy string `json:"access_token_strategy"`
+	// IDTokenSignedResponseAlg signs the client's ID tokens and JWT access
+	// tokens (OpenID Connect Registration 2): RS256 (the default), PS256,
+	// ES256 or EdDSA.
+	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
 
 	AccessTokenLifespan  int64 `json:"access_token_lifespan,omitempty"`
 	RefreshTokenLifespan int64 `json:"refresh_token_lifespan,omitempty"`
@@ -127,6 +141,9 @@ func (m *ClientMetadata) Normalize() {
 	}
 	if m.TokenEndpointAuthMethod == "" {
 		m.TokenEndpointAuthMethod = "client_secret_basic"
+	}
+	if m.AccessTokenStrategy == "" {
+		m.AccessTokenStrategy = "opaque"
 	}
 	if m.TokenEndpointAuthMethod == "private_key_jwt" && m.TokenEndpointAuthSigningAlg == "" {
 		m.TokenEndpointAuthSigningAlg = defaultAssertionAlg(m.JWKS)
@@ -187,6 +204,12 @@ func (m *ClientMetadata) Validate() error {
 	}
 	if !slices.Contains(supportedAuthMethods, m.TokenEndpointAuthMethod) {
 		return invalidMetadata("unknown token_endpoint_auth_method %q (supported: %s)", m.TokenEndpointAuthMethod, strings.Join(supportedAuthMethods, ", "))
+	}
+	if !slices.Contains(accessTokenStrategies, m.AccessTokenStrategy) {
+		return invalidMetadata("access_token_strategy %q is not supported (supported: %s)", m.AccessTokenStrategy, strings.Join(accessTokenStrategies, ", "))
+	}
+	if m.IDTokenSignedResponseAlg != "" && !slices.Contains(supportedIDTokenAlgs, m.IDTokenSignedResponseAlg) {
+		return invalidMetadata("id_token_signed_response_alg %q is not supported (supported: %s)", m.IDTokenSignedResponseAlg, strings.Join(supportedIDTokenAlgs, ", "))
 	}
 	if m.TokenEndpointAuthMethod == "none" && slices.Contains(m.GrantTypes, "client_credentials") {
 		return invalidMetadata("a public client (token_endpoint_auth_method none) cannot use the client_credentials grant")
@@ -669,6 +692,8 @@ func (m *ClientMetadata) storageClient() *storage.Client {
 		JWKS:                        m.JWKS,
 		JWKSURI:                     m.JWKSURI,
 		TokenEndpointAuthSigningAlg: m.TokenEndpointAuthSigningAlg,
+		AccessTokenStrategy:         m.AccessTokenStrategy,
+		IDTokenSignedResponseAlg:    m.IDTokenSignedResponseAlg,
 		AccessTokenLifespan:         int(m.AccessTokenLifespan),
 		RefreshTokenLifespan:        int(m.RefreshTokenLifespan),
 		IDTokenLifespan:             int(m.IDTokenLifespan),
@@ -695,6 +720,8 @@ func ClientMetadataOf(c *storage.Client) ClientMetadata {
 		JWKS:                        json.RawMessage(c.JWKS),
 		JWKSURI:                     c.JWKSURI,
 		TokenEndpointAuthSigningAlg: c.TokenEndpointAuthSigningAlg,
+		AccessTokenStrategy:         c.AccessTokenStrategy,
+		IDTokenSignedResponseAlg:    c.IDTokenSignedResponseAlg,
 		AccessTokenLifespan:         int64(c.AccessTokenLifespan),
 		RefreshTokenLifespan:        int64(c.RefreshTokenLifespan),
 		IDTokenLifespan:             int64(c.IDTokenLifespan),

@@ -87,6 +87,11 @@ type Config struct {
 	RegistrationTokens []string
 	// RegistrationScopes are the scopes a client may register for itself.
 	RegistrationScopes []string
+	// RegistrationJWTAccessTokens lets a self-registered client ask for
+	// JWT access tokens (access_token_strategy "jwt"), which a resource
+	// server may accept without asking this server, and so without seeing
+	// a revocation, until they expire.
+	RegistrationJWTAccessTokens bool
 
 	// ClientSecretGrace is how long a client's previous secret keeps working
 	// after a rotation, unless the rotation asks otherwise.
@@ -254,6 +259,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_DEBUG", &c.Debug},
 		{"AUTHZ_JWKS_PRIVATE_NETWORKS", &c.JWKSPrivateNetworks},
 		{"AUTHZ_PPROF", &c.Pprof},
+		{"AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS", &c.RegistrationJWTAccessTokens},
 	}
 	for _, b := range bools {
 		v := getenv(b.name)

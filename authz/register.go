@@ -28,8 +28,9 @@ import (
 //
 // A self-registered client cannot give itself what only an operator may:
 // its own client_id or client_secret, skip_consent, an audience, custom
-// token lifespans, scopes beyond AUTHZ_REGISTRATION_SCOPES and, under the
-// open policy, the client_credentials grant.
+// token lifespans, scopes beyond AUTHZ_REGISTRATION_SCOPES, JWT access
+// tokens unless AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS allows them and, under
+// the open policy, the client_credentials grant.
 
 // registrationRequest is the body of POST /oauth2/register and PUT
 // /oauth2/register/{client_id}: the metadata, and the fields only an
@@ -291,6 +292,9 @@ func (h *Handler) checkRegistration(q *registrationRequest, cur *storage.Client)
 		return ClientMetadata{}, err
 	}
 
+	if m.AccessTokenStrategy == "jwt" && have.AccessTokenStrategy != "jwt" && !h.cfg.RegistrationJWTAccessTokens {
+		return ClientMetadata{}, invalidMetadata("access_token_strategy jwt cannot be registered here (the operator allows it with AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS=true): such tokens are accepted offline until they expire, revoked or not")
+	}
 	if h.cfg.Registration == RegistrationOpen && slices.Contains(m.GrantTypes, "client_credentials") &&
 		!slices.Contains(have.GrantTypes, "client_credentials") {
 		return ClientMetadata{}, invalidMetadata("grant type client_credentials cannot be registered without an initial access token: under open registration anyone could mint machine tokens")

@@ -50,6 +50,11 @@ type Client struct {
 	AccessTokenLifespan  int `db:"access_token_lifespan"`
 	RefreshTokenLifespan int `db:"refresh_token_lifespan"`
 	IDTokenLifespan      int `db:"id_token_lifespan"`
+	// AccessTokenStrategy is "opaque" or "jwt" (RFC 9068).
+	AccessTokenStrategy string `db:"access_token_strategy"`
+	// IDTokenSignedResponseAlg is the JWS algorithm of the client's ID
+	// tokens and JWT access tokens; empty means RS256.
+	IDTokenSignedResponseAlg string `db:"id_token_signed_response_alg"`
 }
 
 var (
@@ -179,6 +184,7 @@ var clientColumnNames = []string{
 	"post_logout_redirect_uris", "logo_uri", "client_uri", "contacts", "created_at", "updated_at",
 	"rotated_secret_hash", "rotated_secret_expires_at", "registration_token_hash",
 	"token_endpoint_auth_signing_alg", "access_token_lifespan", "refresh_token_lifespan", "id_token_lifespan",
+	"access_token_strategy", "id_token_signed_response_alg",
 }
 
 // clientColumns lists the client columns, qualified by alias when given.
@@ -197,7 +203,16 @@ func clientArgs(c *Client) []any {
 		nonNilStrings(c.PostLogoutRedirectURIs), c.LogoURI, c.ClientURI, nonNilStrings(c.Contacts),
 		c.RotatedSecretHash, c.RotatedSecretExpiresAt, c.RegistrationTokenHash,
 		c.TokenEndpointAuthSigningAlg, c.AccessTokenLifespan, c.RefreshTokenLifespan, c.IDTokenLifespan,
+		accessTokenStrategy(c.AccessTokenStrategy), c.IDTokenSignedResponseAlg,
 	}
+}
+
+// accessTokenStrategy is what is stored for s: "opaque" when unset.
+func accessTokenStrategy(s string) string {
+	if s == "" {
+		return "opaque"
+	}
+	return s
 }
 
 // CreateClient stores a new client. The caller has validated its metadata
@@ -210,9 +225,10 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 			audience, token_endpoint_auth_method, public, skip_consent, jwks, jwks_uri,
 			post_logout_redirect_uris, logo_uri, client_uri, contacts,
 			rotated_secret_hash, rotated_secret_expires_at, registration_token_hash,
-			token_endpoint_auth_signing_alg, access_token_lifespan, refresh_token_lifespan, id_token_lifespan)
+			token_endpoint_auth_signing_alg, access_token_lifespan, refresh_token_lifespan, id_token_lifespan,
+			access_token_strategy, id_token_signed_response_alg)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17,
-			$18, $19, $20, $21, $22, $23, $24)
+			$18, $19, $20, $21, $22, $23, $24, $25, $26)
 		RETURNING `+clientColumns(""), clientArgs(c)...)
 	if err != nil {
 		return translate("create client", err)
@@ -239,6 +255,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 			rotated_secret_hash = $18, rotated_secret_expires_at = $19, registration_token_hash = $20,
 			token_endpoint_auth_signing_alg = $21, access_token_lifespan = $22,
 			refresh_token_lifespan = $23, id_token_lifespan = $24,
+			access_token_strategy = $25, id_token_signed_response_alg = $26,
 			updated_at = now()
 		WHERE id = $1
 		RETURNING `+clientColumns(""), clientArgs(c)...)

@@ -46,6 +46,8 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&meta.ClientURI, "client-uri", "", "https `URL` of the app's home page, linked from the consent page")
 	jwksFile := fs.String("jwks-file", "", "`file` holding the JSON Web Key Set (public keys) a private_key_jwt client signs its assertions with")
 	fs.StringVar(&meta.JWKSURI, "jwks-uri", "", "https `URL` of the key set a private_key_jwt client signs its assertions with")
+	fs.StringVar(&meta.AccessTokenStrategy, "access-token-strategy", "", "`format` of the client's access tokens: opaque (default; checked by introspection) or jwt (RFC 9068; verifiable offline against the JWKS)")
+	fs.StringVar(&meta.IDTokenSignedResponseAlg, "id-token-alg", "", "JWS `algorithm` of the client's ID tokens and JWT access tokens: RS256 (default), PS256, ES256 or EdDSA")
 	fs.StringVar(&meta.TokenEndpointAuthSigningAlg, "auth-signing-alg", "", "JWS `algorithm` of a private_key_jwt client's assertions, e.g. RS256 or ES256 (default: from the first key, else RS256)")
 	pos, err := c.parse(fs, "--name NAME --redirect-uri URI [flags]", args)
 	if err != nil {
