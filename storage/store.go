@@ -267,23 +267,37 @@ func commitOutcomeUnknown(err error) bool {
 func (s *Store) commitOutcome(ctx context.Context, xid string, pid uint32) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitResolve)
 	defer cancel()
+	// A connection of its own: the pool's may all be taken by requests
+	// waiting on the same slow server, and this question must not queue
+	// behind them.
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close(context.Background())
+		}
+	}()
 	for {
-		var (
-			status  *string
-			visible bool
-		)
-		err := s.pool.QueryRow(ctx, `
-			SELECT pg_xact_status($1::xid8), pg_visible_in_snapshot($1::xid8, pg_current_snapshot()),
-				(SELECT bool_or(pg_terminate_backend(pid)) FROM pg_stat_activity
-				 WHERE pid = $2 AND state = 'idle in transaction'
-				   AND backend_xid::text = ($1::xid8::text::numeric % 4294967296)::text)`, xid, pid).
-			Scan(&status, &visible, nil)
-		if err == nil && status != nil {
-			switch {
-			case *status == "aborted":
-				return "aborted"
-			case *status == "committed" && visible:
-				return "committed"
+		if conn == nil || conn.IsClosed() {
+			conn, _ = pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
+		}
+		if conn != nil {
+			var (
+				status  *string
+				visible bool
+			)
+			err := conn.QueryRow(ctx, `
+				SELECT pg_xact_status($1::xid8), pg_visible_in_snapshot($1::xid8, pg_current_snapshot()),
+					(SELECT bool_or(pg_terminate_backend(pid)) FROM pg_stat_activity
+					 WHERE pid = $2 AND state = 'idle in transaction'
+					   AND backend_xid::text = ($1::xid8::text::numeric % 4294967296)::text)`, xid, pid).
+				Scan(&status, &visible, nil)
+			if err == nil && status != nil {
+				switch {
+				case *status == "aborted":
+					return "aborted"
+				case *status == "committed" && visible:
+					return "committed"
+				}
 			}
 		}
 		t := time.NewTimer(20 * time.Millisecond)
