@@ -477,7 +477,7 @@ func TestAdminClientBadInput(t *testing.T) {
 		{"form Content-Type", "application/x-www-form-urlencoded", valid, 415, "invalid_request", "Content-Type: application/json"},
 		{"too large", "application/json", `{"client_name": "` + strings.Repeat("x", 70<<10) + `"}`, 413, "invalid_request", "larger than"},
 		{"relative redirect URI", "application/json", `{"client_name": "X", "redirect_uris": ["/cb"]}`, 400, "invalid_redirect_uri", "not absolute"},
-		{"unknown grant type", "application/json", `{"client_name": "X", "grant_types": ["implicit"]}`, 400, "invalid_client_metadata", `unknown grant type "implicit"`},
+		{"unknown grant type", "application/json", `{"client_name": "X", "grant_types": ["password"]}`, 400, "invalid_client_metadata", `unknown grant type "password"`},
 		{"private_key_jwt without keys", "application/json", `{"client_name": "X", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"}`, 400, "invalid_client_metadata", "exactly one of jwks and jwks_uri"},
 	}
 	for _, tc := range tests {

@@ -73,14 +73,28 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	// client libraries do. fosite insists on one, so it gets a stand-in that
 	// never leaves this server: it is dropped from the redirect and from
 	// what our pages carry. Without PKCE, state stays required.
-	if mode := r.Form.Get("response_mode"); r.Form.Get("state") == "" && r.Form.Get("code_challenge") != "" && (mode == "" || mode == "query") {
+	if mode := r.Form.Get("response_mode"); r.Form.Get("state") == "" && r.Form.Get("code_challenge") != "" && r.Form.Get("response_type") == "code" && (mode == "" || mode == "query") {
 		r.Form.Set("state", standInState)
 		rw.dropState = true
 	}
 
+	// A parameter sent twice (RFC 6749 3.1 forbids it) is refused before
+	// anyone signs in. Where the client or its redirect is in doubt there
+	// is nowhere safe to send the error; otherwise it goes back to the app.
+	dup := duplicateParameter(r.Form)
+	if dup == "client_id" || dup == "redirect_uri" || dup == "response_mode" {
+		h.authorizeError(w, r, nil, errDuplicate(dup))
+		return
+	}
 	ar, err := h.provider.NewAuthorizeRequest(ctx, r)
 	if ar != nil && ar.IsRedirectURIValid() {
 		rw.redirect = ar.GetRedirectURI()
+	}
+	if err == nil && dup != "" {
+		err = errDuplicate(dup)
+	}
+	if err == nil {
+		err = requestResources(ar)
 	}
 	if err != nil {
 		h.authorizeError(w, r, ar, err)
@@ -105,9 +119,12 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	// fosite checks PKCE only when it issues the code; a public client's
 	// request without it is refused before anyone logs in for nothing.
-	if err := h.checkPKCE(client, ar.GetRequestForm()); err != nil {
-		h.authorizeError(w, r, ar, err)
-		return
+	// The implicit flow issues no code, so it has nothing to bind to.
+	if ar.GetResponseTypes().Has("code") {
+		if err := h.checkPKCE(client, ar.GetRequestForm()); err != nil {
+			h.authorizeError(w, r, ar, err)
+			return
+		}
 	}
 	p, err := parsePrompt(ar.GetRequestForm())
 	if err != nil {
@@ -704,13 +721,23 @@ type clientRedirectWriter struct {
 func (w *clientRedirectWriter) WriteHeader(code int) {
 	if loc := w.Header().Get("Location"); loc != "" && w.redirect != nil && code >= 300 && code < 400 {
 		if u, err := url.Parse(loc); err == nil && u.Scheme == w.redirect.Scheme && u.Host == w.redirect.Host && u.Path == w.redirect.Path {
-			q := u.Query()
-			if w.dropState && q.Get("state") == standInState {
-				q.Del("state")
+			// The implicit flow answers in the fragment; iss goes
+			// with the rest of the answer.
+			if u.Fragment != "" {
+				if f, err := url.ParseQuery(u.EscapedFragment()); err == nil {
+					f.Set("iss", w.iss)
+					u.Fragment, u.RawFragment = "", ""
+					w.Header().Set("Location", u.String()+"#"+f.Encode())
+				}
+			} else {
+				q := u.Query()
+				if w.dropState && q.Get("state") == standInState {
+					q.Del("state")
+				}
+				q.Set("iss", w.iss)
+				u.RawQuery = q.Encode()
+				w.Header().Set("Location", u.String())
 			}
-			q.Set("iss", w.iss)
-			u.RawQuery = q.Encode()
-			w.Header().Set("Location", u.String())
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

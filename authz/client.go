@@ -24,9 +24,15 @@ import (
 // Grant types, response types and client authentication methods this server
 // supports. Discovery and validation both read these lists.
 var (
-	supportedGrantTypes    = []string{"authorization_code", "refresh_token", "client_credentials"}
-	supportedResponseTypes = []string{"code"}
-	supportedAuthMethods   = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
+	supportedGrantTypes = []string{"authorization_code", "refresh_token", "client_credentials", "implicit"}
+	// tokenGrantTypes are those the token endpoint takes (implicit has
+	// no token request).
+	tokenGrantTypes        = []string{"authorization_code", "refresh_token", "client_credentials"}
+	supportedResponseTypes = []string{"code", "token", "id_token", "id_token token"}
+	// implicitResponseTypes are those of the implicit flow (OpenID
+	// Connect Core 3.2), for clients registered for grant type implicit.
+	implicitResponseTypes = []string{"token", "id_token", "id_token token"}
+	supportedAuthMethods  = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
 	// accessTokenStrategies are what a client's access tokens may be:
 	// opaque (looked up at introspection) or RFC 9068 JWTs.
 	accessTokenStrategies = []string{"opaque", "jwt"}
@@ -169,6 +175,33 @@ func (m *ClientMetadata) Normalize() {
 	}
 }
 
+// validateImplicit checks an implicit client: grant type implicit and an
+// implicit response type go together, and an ID token needs openid.
+func (m *ClientMetadata) validateImplicit() error {
+	implicit := slices.Contains(m.GrantTypes, "implicit")
+	hasImplicitType, wantsIDToken := false, false
+	for _, rt := range m.ResponseTypes {
+		if slices.Contains(implicitResponseTypes, rt) {
+			hasImplicitType = true
+			wantsIDToken = wantsIDToken || strings.Contains(rt, "id_token")
+		}
+	}
+	switch {
+	case implicit && !hasImplicitType:
+		return invalidMetadata("grant type implicit needs a response type among %s", strings.Join(implicitResponseTypes, ", "))
+	case hasImplicitType && !implicit:
+		return invalidMetadata("response types %s need grant type implicit", strings.Join(implicitResponseTypes, ", "))
+	case wantsIDToken && !slices.Contains(strings.Fields(m.Scope), "openid"):
+		return invalidMetadata("response type id_token needs scope openid")
+	case m.IDTokenSignedResponseAlg == "EdDSA" && slices.Contains(m.ResponseTypes, "id_token token"):
+		// That response's ID token must carry at_hash (OpenID Connect
+		// Core 3.2.2.10), which fosite computes with SHA-256 whatever
+		// the algorithm, and Ed25519's is SHA-512.
+		return invalidMetadata("id_token_signed_response_alg EdDSA cannot be used with response type \"id_token token\" here: its at_hash would be wrong; choose RS256, PS256 or ES256")
+	}
+	return nil
+}
+
 // DefaultClientScope is what a client registered without a scope may ask for.
 const DefaultClientScope = "openid profile email offline_access"
 
@@ -194,6 +227,9 @@ func (m *ClientMetadata) Validate() error {
 		if !slices.Contains(supportedResponseTypes, rt) {
 			return invalidMetadata("unsupported response type %q (supported: %s)", rt, strings.Join(supportedResponseTypes, ", "))
 		}
+	}
+	if err := m.validateImplicit(); err != nil {
+		return err
 	}
 	usesCode := slices.Contains(m.GrantTypes, "authorization_code")
 	if usesCode != slices.Contains(m.ResponseTypes, "code") {

@@ -92,6 +92,9 @@ type Config struct {
 	// server may accept without asking this server, and so without seeing
 	// a revocation, until they expire.
 	RegistrationJWTAccessTokens bool
+	// RegistrationImplicit lets a self-registered client register for the
+	// implicit flow (grant type implicit), which RFC 9700 deprecates.
+	RegistrationImplicit bool
 
 	// ClientSecretGrace is how long a client's previous secret keeps working
 	// after a rotation, unless the rotation asks otherwise.
@@ -260,6 +263,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_JWKS_PRIVATE_NETWORKS", &c.JWKSPrivateNetworks},
 		{"AUTHZ_PPROF", &c.Pprof},
 		{"AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS", &c.RegistrationJWTAccessTokens},
+		{"AUTHZ_REGISTRATION_IMPLICIT", &c.RegistrationImplicit},
 	}
 	for _, b := range bools {
 		v := getenv(b.name)

@@ -21,14 +21,6 @@ var supportedClaims = []string{
 // Everything in it comes from the configuration and the lists the
 // endpoints themselves use, so it cannot drift from what the server does.
 func (h *Handler) discovery(w http.ResponseWriter, r *http.Request) {
-	// From the keys in memory while the database cannot be read; 503 only
-	// when none were ever read.
-	algs, err := h.keys.algorithms(r.Context())
-	if err != nil {
-		h.log.Error("discovery: signing algorithms", "err", err)
-		writeKeysError(w, err)
-		return
-	}
 	// The built-in scopes and the catalogue's, as read within
 	// scopeCacheTTL; from memory while the database cannot be read.
 	scopes, err := h.scopes.get(r.Context())
@@ -54,7 +46,7 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request) {
 		"scopes_supported":                                 scopes.supported(),
 		"claims_supported":                                 supportedClaims,
 		"response_types_supported":                         supportedResponseTypes,
-		"response_modes_supported":                         []string{"query"},
+		"response_modes_supported":                         []string{"query", "fragment"},
 		"grant_types_supported":                            supportedGrantTypes,
 		"code_challenge_methods_supported":                 pkce,
 		"token_endpoint_auth_methods_supported":            supportedAuthMethods,
@@ -63,7 +55,7 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint_auth_signing_alg_values_supported": supportedAssertionAlgs,
 		"revocation_endpoint_auth_methods_supported":               supportedAuthMethods,
 		"revocation_endpoint_auth_signing_alg_values_supported":    supportedAssertionAlgs,
-		"id_token_signing_alg_values_supported":                    algs,
+		"id_token_signing_alg_values_supported":                    supportedIDTokenAlgs,
 		"subject_types_supported":                                  []string{"public"},
 		"prompt_values_supported":                                  []string{"none", "login", "consent", "select_account"},
 		"claims_parameter_supported":                               false,

@@ -6,6 +6,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -32,7 +33,12 @@ import (
 	"github.com/authz/authz/storage"
 )
 
-// Signing keys. One key signs ID tokens at a time. `authz keys rotate`
+// Signing keys. Each signing algorithm (RS256, PS256, ES256, EdDSA) has
+// its own key, and everything below holds for each algorithm on its own:
+// one key of an algorithm signs at a time, and a client's ID tokens are
+// signed by the key of the algorithm it registered
+// (id_token_signed_response_alg, RS256 when it chose none). The server
+// creates the first key of every algorithm at start-up. `authz keys rotate`
 // adds a new key that every replica publishes as soon as it reads it, but
 // that signs only from its activation time, KeyActivationDelay later: by
 // then every replica has it in its JWKS, so no relying party is ever handed
@@ -56,8 +62,8 @@ import (
 // nobody can verify.
 
 const (
-	// DefaultSigningAlgorithm is the algorithm of the first key, the one
-	// every OpenID Connect relying party must support.
+	// DefaultSigningAlgorithm signs for a client that chose no algorithm:
+	// the one every OpenID Connect relying party must support.
 	DefaultSigningAlgorithm = "RS256"
 	// rsaKeyBits: 2048-bit RSA is what OpenID providers publish and every
 	// verifier accepts, is good for 112-bit security past 2030 (NIST SP
@@ -93,10 +99,25 @@ const (
 // tokens), and keyCacheTTL more for clocks that disagree.
 const KeyActivationDelay = keyCacheTTL + jwksMaxAge + keyCacheTTL
 
-// SigningAlgorithms are the algorithms signing keys may have.
-func SigningAlgorithms() []string { return []string{"RS256", "ES256"} }
+// SigningAlgorithms are the algorithms signing keys have, each with its own
+// key: those a client may register for its ID tokens (supportedIDTokenAlgs).
+func SigningAlgorithms() []string { return []string{"RS256", "PS256", "ES256", "EdDSA"} }
 
-// keyManager hands fosite the signing key and serves the JWKS. It reads the
+// signingAlgorithm is the algorithm that signs for a caller asking for alg:
+// the default when it asks for none, an error when it asks for one
+// without keys.
+func signingAlgorithm(alg string) (string, error) {
+	if alg == "" {
+		return DefaultSigningAlgorithm, nil
+	}
+	if !slices.Contains(SigningAlgorithms(), alg) {
+		return "", fmt.Errorf("signing algorithm %q is not supported: use one of %s", alg, strings.Join(SigningAlgorithms(), ", "))
+	}
+	return alg, nil
+}
+
+// keyManager hands fosite the signing key of each algorithm and serves the
+// JWKS. It reads the
 // keys from the database at most every keyCacheTTL, and answers from the
 // keys it read last while the database cannot be read: every key is
 // published long before it signs, so those are still right.
@@ -114,10 +135,10 @@ type keyManager struct {
 	readErr  error     // why the last read failed; nil after a good one
 	failedAt time.Time // when it failed
 	warnedAt time.Time // when a failed read was last logged
-	// signer is the key last handed to fosite: the one to fall back on
-	// when the key that should sign cannot be decrypted.
-	signer           *josev3.JSONWebKey
-	fallbackLoggedAt time.Time
+	// signers are the keys last handed to fosite, by algorithm: the one
+	// to fall back on when the key that should sign cannot be decrypted.
+	signers          map[string]*josev3.JSONWebKey
+	fallbackLoggedAt map[string]time.Time // by algorithm
 }
 
 // keySet is the keys as read from the database at loadedAt. It is not
@@ -170,13 +191,16 @@ func (s *keySet) find(kid string, t time.Time) *setKey {
 	return nil
 }
 
-// signerAt returns the key that signs at t: of those activated by then, the
-// one activated last (keys sign one after the other). A clock behind the
-// one that made the first key finds none activated yet and gets the
-// earliest: nobody signs with anything older.
-func (s *keySet) signerAt(t time.Time) *setKey {
+// signerAt returns the key of alg that signs at t: of those activated by
+// then, the one activated last (an algorithm's keys sign one after the
+// other). A clock behind the one that made the first key finds none
+// activated yet and gets the earliest: nobody signs with anything older.
+func (s *keySet) signerAt(alg string, t time.Time) *setKey {
 	var last, earliest *setKey
 	for _, k := range s.published(t) {
+		if k.pub.Algorithm != alg {
+			continue
+		}
 		if !k.activatesAt.After(t) && (last == nil || k.activatesAt.After(last.activatesAt)) {
 			last = k
 		}
@@ -194,38 +218,25 @@ func newKeyManager(store *storage.Store, cfg *Config, log *slog.Logger) *keyMana
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &keyManager{store: store, cfg: cfg, log: log}
+	return &keyManager{store: store, cfg: cfg, log: log,
+		signers: map[string]*josev3.JSONWebKey{}, fallbackLoggedAt: map[string]time.Time{}}
 }
 
-// ensure creates the first signing key when there is none, then reads the
-// keys, so that a secret that cannot decrypt the key that signs, or the one
-// that will, stops the server at start-up. Replicas starting together each
-// generate a key; one insert wins and the others use the winner's key.
+// ensure creates the first key of every algorithm that has none, then
+// reads the keys, so that a secret that cannot decrypt a key that signs, or
+// one that will, stops the server at start-up. Replicas starting together
+// each generate the keys missing; one insert per algorithm wins and the
+// others use the winner's key. Only a missing key is generated, so a
+// restart costs no RSA key generation.
 func (m *keyManager) ensure(ctx context.Context) error {
-	_, err := m.store.NewestSigningKey(ctx)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		if len(m.cfg.Secrets) == 0 {
-			return errors.New("create the first signing key: no system secret configured (AUTHZ_SECRETS)")
-		}
-		// Generated outside any transaction: RSA key generation takes long
-		// enough that no lock should be held across it. It signs at once:
-		// no replica can have read keys without it.
-		k, err := newSigningKey(DefaultSigningAlgorithm, m.cfg.Secrets[0], m.cfg.now())
-		if err != nil {
-			return err
-		}
-		err = m.store.InsertFirstSigningKey(ctx, k)
-		switch {
-		case err == nil:
-			m.log.Info("created the first signing key", "kid", k.KID, "alg", k.Algorithm)
-		case errors.Is(err, storage.ErrAlreadyExists):
-			m.log.Debug("another instance created the first signing key first")
-		default:
-			return err
-		}
-	case err != nil:
+	missing, err := m.missingAlgorithms(ctx)
+	if err != nil {
 		return err
+	}
+	if len(missing) > 0 {
+		if err := m.createFirstKeys(ctx, missing); err != nil {
+			return err
+		}
 	}
 	set, err := m.keys(ctx, 0)
 	if err != nil {
@@ -238,15 +249,66 @@ func (m *keyManager) ensure(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, err = m.signerLocked(set, m.cfg.now())
-	return err
+	now := m.cfg.now()
+	for _, alg := range SigningAlgorithms() {
+		if _, err := m.signerLocked(set, alg, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// signingKey returns the private key that signs at the clock's now, with
-// its kid and algorithm, for fosite's JWT signer. While the keys cannot be
-// read, those read last still sign for KeyActivationDelay: no key rotated
-// in since can have started signing before then.
-func (m *keyManager) signingKey(ctx context.Context) (*josev3.JSONWebKey, error) {
+// missingAlgorithms returns the algorithms without a newest key.
+func (m *keyManager) missingAlgorithms(ctx context.Context) ([]string, error) {
+	rows, err := m.store.PublishedSigningKeys(ctx, m.cfg.now())
+	if err != nil {
+		return nil, fmt.Errorf("read signing keys: %w", err)
+	}
+	var missing []string
+	for _, alg := range SigningAlgorithms() {
+		if !slices.ContainsFunc(rows, func(r *storage.SigningKey) bool { return r.Algorithm == alg && r.RotatedAt == nil }) {
+			missing = append(missing, alg)
+		}
+	}
+	return missing, nil
+}
+
+// createFirstKeys stores a first key of each of algs. They are generated
+// outside any transaction (RSA key generation takes long enough that no
+// lock should be held across it), and sign at once: no replica can have
+// read keys without them, since every one runs ensure before it serves.
+func (m *keyManager) createFirstKeys(ctx context.Context, algs []string) error {
+	if len(m.cfg.Secrets) == 0 {
+		return errors.New("create the first signing keys: no system secret configured (AUTHZ_SECRETS)")
+	}
+	keys, err := newSigningKeys(algs, m.cfg.Secrets[0], m.cfg.now())
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		err := m.store.InsertFirstSigningKey(ctx, k)
+		switch {
+		case err == nil:
+			m.log.Info("created the first signing key of its algorithm", "kid", k.KID, "alg", k.Algorithm)
+		case errors.Is(err, storage.ErrAlreadyExists):
+			m.log.Debug("another instance created the first signing key first", "alg", k.Algorithm)
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// signingKey returns the private key of algorithm alg ("" for the default)
+// that signs at the clock's now, with its kid and algorithm, for fosite's
+// JWT signer. While the keys cannot be read, those read last still sign
+// for KeyActivationDelay: no key rotated in since can have started signing
+// before then.
+func (m *keyManager) signingKey(ctx context.Context, alg string) (*josev3.JSONWebKey, error) {
+	alg, err := signingAlgorithm(alg)
+	if err != nil {
+		return nil, err
+	}
 	set, err := m.keys(ctx, keyCacheTTL)
 	if err != nil {
 		return nil, err
@@ -257,7 +319,7 @@ func (m *keyManager) signingKey(ctx context.Context) (*josev3.JSONWebKey, error)
 	if m.readErr != nil && since(set.loadedAt, now) >= KeyActivationDelay {
 		return nil, fmt.Errorf("sign: the signing keys were last read at %s: %w", set.loadedAt.Format(time.RFC3339), m.readErr)
 	}
-	k, err := m.signerLocked(set, now)
+	k, err := m.signerLocked(set, alg, now)
 	if err != nil {
 		return nil, err
 	}
@@ -265,9 +327,10 @@ func (m *keyManager) signingKey(ctx context.Context) (*josev3.JSONWebKey, error)
 	return &c, nil
 }
 
-// signerAge is how long the key that signs at now has been signing, from
-// the keys in memory (the metrics read it; they never query the
-// database). False until the keys have been read.
+// signerAge is how long the longest-signing of the keys that sign at now
+// has been signing, from the keys in memory (the metrics read it; they
+// never query the database): what an alert on an overdue rotation wants,
+// whichever algorithm is overdue. False until the keys have been read.
 func (m *keyManager) signerAge(now time.Time) (time.Duration, bool) {
 	m.mu.Lock()
 	set := m.set
@@ -275,42 +338,46 @@ func (m *keyManager) signerAge(now time.Time) (time.Duration, bool) {
 	if set == nil {
 		return 0, false
 	}
-	k := set.signerAt(now)
-	if k == nil {
-		return 0, false
+	var age time.Duration
+	found := false
+	for _, alg := range SigningAlgorithms() {
+		if k := set.signerAt(alg, now); k != nil {
+			age, found = max(age, now.Sub(k.activatesAt)), true
+		}
 	}
-	return max(0, now.Sub(k.activatesAt)), true
+	return age, found
 }
 
-// signerLocked returns the private key that signs at now. When that key
-// cannot be decrypted (rotated in with another AUTHZ_SECRETS), the key this
-// instance signed with before keeps signing while it is published, so that
-// the mistake is an error in the log rather than an outage; the JWKS
-// publishes both.
-func (m *keyManager) signerLocked(set *keySet, now time.Time) (*josev3.JSONWebKey, error) {
-	k := set.signerAt(now)
+// signerLocked returns the private key of alg that signs at now. When that
+// key cannot be decrypted (rotated in with another AUTHZ_SECRETS), the key
+// of alg this instance signed with before keeps signing while it is
+// published, so that the mistake is an error in the log rather than an
+// outage; the JWKS publishes both.
+func (m *keyManager) signerLocked(set *keySet, alg string, now time.Time) (*josev3.JSONWebKey, error) {
+	k := set.signerAt(alg, now)
 	if k == nil {
-		return nil, errors.New("read signing keys: there is no signing key (the server creates one at start-up; or run: authz keys rotate)")
+		return nil, fmt.Errorf("read signing keys: there is no %s signing key (the server creates one at start-up; or run: authz keys rotate --alg %s)", alg, alg)
 	}
+	prev := m.signers[alg]
 	if k.private != nil {
-		if m.signer != nil && m.signer.KeyID != k.pub.KeyID {
-			m.log.Info("signing with a new key", "kid", k.pub.KeyID, "alg", k.pub.Algorithm, "previous_kid", m.signer.KeyID)
+		if prev != nil && prev.KeyID != k.pub.KeyID {
+			m.log.Info("signing with a new key", "kid", k.pub.KeyID, "alg", alg, "previous_kid", prev.KeyID)
 		}
-		m.signer = k.private
+		m.signers[alg] = k.private
 		return k.private, nil
 	}
 	openErr := k.openErr
 	if openErr == nil { // read as retired, signing now: the clock went back
 		openErr = fmt.Errorf("signing key %s: its private key was not read", k.pub.KeyID)
 	}
-	if m.signer != nil && m.signer.KeyID != k.pub.KeyID {
-		if prev := set.find(m.signer.KeyID, now); prev != nil {
-			if since(m.fallbackLoggedAt, now) >= keyCacheTTL {
-				m.fallbackLoggedAt = now
+	if prev != nil && prev.KeyID != k.pub.KeyID {
+		if published := set.find(prev.KeyID, now); published != nil {
+			if since(m.fallbackLoggedAt[alg], now) >= keyCacheTTL {
+				m.fallbackLoggedAt[alg] = now
 				m.log.Error("cannot use the current signing key; signing with the previous one while it is published",
-					"err", openErr, "previous_kid", m.signer.KeyID, "until", timeOrNever(prev.expiresAt))
+					"err", openErr, "alg", alg, "previous_kid", prev.KeyID, "until", timeOrNever(published.expiresAt))
 			}
-			return m.signer, nil
+			return prev, nil
 		}
 	}
 	return nil, openErr
@@ -346,26 +413,6 @@ func (m *keyManager) verificationKey(ctx context.Context, kid string) (*josev4.J
 		}
 	}
 	return nil, fmt.Errorf("no published signing key has kid %q", kid)
-}
-
-// algorithms returns the algorithms of the published keys, the signing
-// key's first.
-func (m *keyManager) algorithms(ctx context.Context) ([]string, error) {
-	set, err := m.keys(ctx, keyCacheTTL)
-	if err != nil {
-		return nil, err
-	}
-	now := m.cfg.now()
-	var algs []string
-	if k := set.signerAt(now); k != nil {
-		algs = append(algs, k.pub.Algorithm)
-	}
-	for _, k := range set.published(now) {
-		if !slices.Contains(algs, k.pub.Algorithm) {
-			algs = append(algs, k.pub.Algorithm)
-		}
-	}
-	return algs, nil
 }
 
 // serveJWKS serves the published keys (GET /.well-known/jwks.json), from
@@ -556,30 +603,61 @@ type KeyRotation struct {
 	Previous *SigningKeyInfo
 }
 
-// RotateSigningKey adds a new key of algorithm alg (RS256 or ES256). Every
-// running replica publishes it within keyCacheTTL, and it starts signing
-// KeyActivationDelay from now; the key it replaces signs until then and
-// stays published until every token it signed has expired: ID tokens, and
-// access tokens should they ever be JWTs. When there is no key yet, the new
-// one is the first and signs at once.
+// RotateSigningKey adds a new key of algorithm alg; the keys of the other
+// algorithms are left as they are. Every running replica publishes it
+// within keyCacheTTL, and it starts signing KeyActivationDelay from now;
+// the key of alg it replaces signs until then and stays published until
+// every token it signed has expired: ID tokens and JWT access tokens. When
+// alg has no key yet, the new one is its first and signs at once.
 func RotateSigningKey(ctx context.Context, store *storage.Store, cfg Config, alg string) (KeyRotation, error) {
-	if len(cfg.Secrets) == 0 {
-		return KeyRotation{}, errors.New("rotate signing key: no system secret configured (AUTHZ_SECRETS)")
+	if !slices.Contains(SigningAlgorithms(), alg) {
+		return KeyRotation{}, fmt.Errorf("rotate signing key: signing algorithm %q is not supported: use one of %s", alg, strings.Join(SigningAlgorithms(), ", "))
 	}
-	publish := cfg.IDTokenLifespan + cfg.AccessTokenLifespan
-	if cfg.IDTokenLifespan <= 0 || cfg.AccessTokenLifespan <= 0 {
-		// Zero would unpublish the old key at once and break every token
-		// it signed; an unvalidated Config is the only way here.
-		return KeyRotation{}, errors.New("rotate signing key: the ID token and access token lifespans must be positive")
-	}
-	now := cfg.now()
-	// Generated before the transaction, which then holds its locks only
-	// for a few short statements.
-	next, err := newSigningKey(alg, cfg.Secrets[0], now)
+	rs, err := RotateSigningKeys(ctx, store, cfg, []string{alg})
 	if err != nil {
 		return KeyRotation{}, err
 	}
-	var previous *storage.SigningKey
+	return rs[0], nil
+}
+
+// RotateSigningKeys rotates the key of each of algs, as RotateSigningKey
+// does, in that order. The keys are all generated first, so the rotations
+// follow each other within milliseconds. On an error it returns the
+// rotations done before it.
+func RotateSigningKeys(ctx context.Context, store *storage.Store, cfg Config, algs []string) ([]KeyRotation, error) {
+	if len(cfg.Secrets) == 0 {
+		return nil, errors.New("rotate signing key: no system secret configured (AUTHZ_SECRETS)")
+	}
+	if cfg.IDTokenLifespan <= 0 || cfg.AccessTokenLifespan <= 0 {
+		// Zero would unpublish the old key at once and break every token
+		// it signed; an unvalidated Config is the only way here.
+		return nil, errors.New("rotate signing key: the ID token and access token lifespans must be positive")
+	}
+	now := cfg.now()
+	// Generated before the transactions, which then hold their locks
+	// only for a few short statements.
+	keys, err := newSigningKeys(algs, cfg.Secrets[0], now)
+	if err != nil {
+		return nil, fmt.Errorf("rotate signing key: %w", err)
+	}
+	out := make([]KeyRotation, 0, len(keys))
+	for _, next := range keys {
+		r, err := rotateSigningKey(ctx, store, cfg.IDTokenLifespan+cfg.AccessTokenLifespan, next, now)
+		if err != nil {
+			return out, fmt.Errorf("rotate the %s signing key: %w", next.Algorithm, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// rotateSigningKey makes next the newest key of its algorithm, activating
+// KeyActivationDelay after now, or its first key, active at once.
+func rotateSigningKey(ctx context.Context, store *storage.Store, publish time.Duration, next *storage.SigningKey, now time.Time) (KeyRotation, error) {
+	var (
+		previous *storage.SigningKey
+		err      error
+	)
 	// A first key being inserted concurrently can make both steps miss;
 	// each miss means the other step will now succeed.
 	for range 3 {
@@ -651,18 +729,37 @@ func keyInfo(k *storage.SigningKey, now time.Time) SigningKeyInfo {
 		ActivatesAt: k.ActivatesAt, RotatedAt: k.RotatedAt, ExpiresAt: k.ExpiresAt}
 }
 
+// newSigningKeys generates a key of each of algs, sealed with secret, at
+// the same time: two RSA keys take the time of one on two cores.
+func newSigningKeys(algs []string, secret []byte, now time.Time) ([]*storage.SigningKey, error) {
+	keys := make([]*storage.SigningKey, len(algs))
+	errs := make([]error, len(algs))
+	var wg sync.WaitGroup
+	for i, alg := range algs {
+		wg.Go(func() { keys[i], errs[i] = newSigningKey(alg, secret, now) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
 // newSigningKey generates a key of algorithm alg and seals its private part
-// with secret.
+// with secret. RS256 and PS256 each get their own RSA key: one key is
+// never used with two algorithms.
 func newSigningKey(alg string, secret []byte, now time.Time) (*storage.SigningKey, error) {
 	var (
 		priv crypto.Signer
 		err  error
 	)
 	switch alg {
-	case "RS256":
+	case "RS256", "PS256":
 		priv, err = rsa.GenerateKey(rand.Reader, rsaKeyBits)
 	case "ES256":
 		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "EdDSA":
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
 	default:
 		return nil, fmt.Errorf("signing algorithm %q is not supported: use one of %s", alg, strings.Join(SigningAlgorithms(), ", "))
 	}
@@ -722,7 +819,7 @@ func parsePublicJWK(row *storage.SigningKey) (josev4.JSONWebKey, error) {
 func checkKeyType(alg string, key any) error {
 	switch k := key.(type) {
 	case *rsa.PublicKey:
-		if alg == "RS256" && k.Size()*8 >= 2048 {
+		if (alg == "RS256" || alg == "PS256") && k.Size()*8 >= 2048 {
 			return nil
 		}
 	case *rsa.PrivateKey:
@@ -733,6 +830,14 @@ func checkKeyType(alg string, key any) error {
 		}
 	case *ecdsa.PrivateKey:
 		return checkKeyType(alg, &k.PublicKey)
+	case ed25519.PublicKey:
+		if alg == "EdDSA" && len(k) == ed25519.PublicKeySize {
+			return nil
+		}
+	case ed25519.PrivateKey:
+		if len(k) == ed25519.PrivateKeySize {
+			return checkKeyType(alg, k.Public())
+		}
 	}
 	return fmt.Errorf("a %T is not a key for %s", key, alg)
 }

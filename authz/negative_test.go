@@ -1320,10 +1320,11 @@ func TestSecretRotation(t *testing.T) {
 	fresh := []byte("rotated-secret-rotated-secret-rotated-0123")
 	rotated := newEnvOnPool(t, f.e.pool, func(c *authz.Config) { c.Secrets = [][]byte{fresh, old} })
 	// The signing key is sealed with the old secret: before the old secret
-	// can go, the operator rotates the key under the new one (docs/operations.md).
+	// can go, the operator rotates every algorithm's key under the new one
+	// (docs/operations.md).
 	cfg := f.e.cfg
 	cfg.Secrets = [][]byte{fresh, old}
-	if _, err := authz.RotateSigningKey(t.Context(), f.e.store, cfg, "RS256"); err != nil {
+	if _, err := authz.RotateSigningKeys(t.Context(), f.e.store, cfg, authz.SigningAlgorithms()); err != nil {
 		t.Fatal(err)
 	}
 	// The old key, sealed with the old secret, signs until the new one

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
+	josev3 "github.com/go-jose/go-jose/v3"
 	josev4 "github.com/go-jose/go-jose/v4"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
@@ -71,8 +73,13 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 	}}
 	signer := &keySigner{keys: keys}
 	s := &strategy{
-		CoreStrategy:               oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc),
-		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
+		CoreStrategy: &accessTokens{
+			CoreStrategy: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc),
+			signer:       signer,
+			issuer:       cfg.Issuer,
+			now:          cfg.now,
+		},
+		OpenIDConnectTokenStrategy: idTokenStrategy{&openid.DefaultStrategy{Signer: signer, Config: fc}},
 		Signer:                     signer,
 	}
 
@@ -87,6 +94,11 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		compose.OAuth2TokenRevocationFactory,
 		compose.OpenIDConnectExplicitFactory,
 		compose.OpenIDConnectRefreshFactory,
+		// The implicit flow, for clients registered for it (grant type
+		// implicit): fosite refuses its response types to every other
+		// client, which is every client by default.
+		compose.OAuth2AuthorizeImplicitFactory,
+		compose.OpenIDConnectImplicitFactory,
 	}
 	provider := fosite.NewOAuth2Provider(store, fc)
 	fc.ClientAuthenticationStrategy = withAssertionChecks(withClientThrottle(store, share, func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
@@ -98,6 +110,15 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		}
 		return c, err
 	}))
+	// What a code being exchanged was granted, read again (the
+	// transaction's memo answers it) to check a narrowing against.
+	codeGrantOf := func(ctx context.Context, r fosite.AccessRequester) ([]string, []string, error) {
+		code, err := store.GetAuthorizeCodeSession(ctx, s.AuthorizeCodeSignature(ctx, r.GetRequestForm().Get("code")), openid.NewDefaultSession())
+		if err != nil {
+			return nil, nil, fosite.ErrServerError.WithWrap(err)
+		}
+		return code.GetGrantedScopes(), code.GetGrantedAudience(), nil
+	}
 	for _, factory := range factories {
 		h := factory(fc, store, s)
 		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
@@ -106,7 +127,7 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		if th, ok := h.(fosite.TokenEndpointHandler); ok {
 			// Not Append, which drops a handler whose type it has seen:
 			// every wrapper has the same type.
-			fc.TokenEndpointHandlers = append(fc.TokenEndpointHandlers, quietTokenHandler{th})
+			fc.TokenEndpointHandlers = append(fc.TokenEndpointHandlers, quietTokenHandler{scopeGrants(th, codeGrantOf)})
 		}
 		if ti, ok := h.(fosite.TokenIntrospector); ok {
 			fc.TokenIntrospectionHandlers.Append(ti)
@@ -133,9 +154,45 @@ func (q quietTokenHandler) PopulateTokenEndpointResponse(ctx context.Context, r 
 	return q.TokenEndpointHandler.PopulateTokenEndpointResponse(ctx, r, resp)
 }
 
-// keySigner signs with the current key and verifies with whichever
-// published key the token's kid names, so an id_token_hint signed before a
-// rotation still verifies.
+// idTokenStrategy signs each client's ID tokens with the algorithm it
+// registered (id_token_signed_response_alg; RS256 when none). fosite's
+// strategy hands the signer no client, so the algorithm goes in ctx.
+type idTokenStrategy struct {
+	openid.OpenIDConnectTokenStrategy
+}
+
+func (s idTokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Duration, r fosite.Requester) (string, error) {
+	var alg string
+	if c, ok := r.GetClient().(*storage.Client); ok {
+		alg = c.IDTokenSignedResponseAlg
+	}
+	if alg == "EdDSA" {
+		// fosite computes at_hash and c_hash with SHA-256 whatever the
+		// alg; for Ed25519 the hash is SHA-512 (OpenID Connect issue
+		// 1125; go-oidc checks so), and both claims are optional where a
+		// token endpoint returns the ID token: none beats a wrong one.
+		if sess, ok := r.GetSession().(openid.Session); ok {
+			sess.IDTokenClaims().AccessTokenHash = ""
+			sess.IDTokenClaims().CodeHash = ""
+		}
+	}
+	return s.OpenIDConnectTokenStrategy.GenerateIDToken(withSigningAlg(ctx, alg), lifespan, r)
+}
+
+// signingAlgKey is the context key of the algorithm keySigner.Generate
+// signs with.
+type signingAlgKey struct{}
+
+// withSigningAlg returns ctx with alg as the algorithm keySigner.Generate
+// signs with: each algorithm has its own key; "" means RS256.
+func withSigningAlg(ctx context.Context, alg string) context.Context {
+	return context.WithValue(ctx, signingAlgKey{}, alg)
+}
+
+// keySigner signs with the current key of the algorithm ctx carries
+// (withSigningAlg) and verifies with whichever published key the token's
+// kid names, in that key's algorithm, so an id_token_hint signed before a
+// rotation, or with another client's algorithm, still verifies.
 type keySigner struct {
 	keys *keyManager
 }
@@ -144,7 +201,8 @@ var _ jwt.Signer = (*keySigner)(nil)
 
 func (s *keySigner) current() *jwt.DefaultSigner {
 	return &jwt.DefaultSigner{GetPrivateKey: func(ctx context.Context) (any, error) {
-		return s.keys.signingKey(ctx)
+		alg, _ := ctx.Value(signingAlgKey{}).(string)
+		return s.keys.signingKey(ctx, alg)
 	}}
 }
 
@@ -188,5 +246,8 @@ func (s *keySigner) GetSigningMethodLength(ctx context.Context) int {
 	return s.current().GetSigningMethodLength(ctx)
 }
 
-// publicKeyOf returns the bare public key of a JWK for verification.
-func publicKeyOf(k *josev4.JSONWebKey) any { return k.Key }
+// publicKeyOf returns a JWK's public key for go-jose v3 to verify with,
+// wrapped in a v3 JWK: fosite takes the address of a key that is not a
+// pointer, and go-jose verifies with an ed25519.PublicKey, not with a
+// pointer to one.
+func publicKeyOf(k *josev4.JSONWebKey) any { return &josev3.JSONWebKey{Key: k.Key} }

@@ -23,14 +23,15 @@ import (
 // Unknown metadata is rejected with invalid_client_metadata naming the
 // field, the same strict decoding as the admin API. RFC 7591 2 lets a server
 // ignore what it does not understand, but a client relying on a field we
-// would silently drop (request_uris, id_token_signed_response_alg, ...) is
+// would silently drop (request_uris, userinfo_signed_response_alg, ...) is
 // better told at registration than surprised in production.
 //
 // A self-registered client cannot give itself what only an operator may:
 // its own client_id or client_secret, skip_consent, an audience, custom
 // token lifespans, scopes beyond AUTHZ_REGISTRATION_SCOPES, JWT access
-// tokens unless AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS allows them and, under
-// the open policy, the client_credentials grant.
+// tokens unless AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS allows them, the
+// implicit flow unless AUTHZ_REGISTRATION_IMPLICIT does and, under the open
+// policy, the client_credentials grant.
 
 // registrationRequest is the body of POST /oauth2/register and PUT
 // /oauth2/register/{client_id}: the metadata, and the fields only an
@@ -292,6 +293,9 @@ func (h *Handler) checkRegistration(q *registrationRequest, cur *storage.Client)
 		return ClientMetadata{}, err
 	}
 
+	if slices.Contains(m.GrantTypes, "implicit") && !slices.Contains(have.GrantTypes, "implicit") && !h.cfg.RegistrationImplicit {
+		return ClientMetadata{}, invalidMetadata("grant type implicit cannot be registered here (the operator allows it with AUTHZ_REGISTRATION_IMPLICIT=true): RFC 9700 deprecates it; use the authorization code flow with PKCE")
+	}
 	if m.AccessTokenStrategy == "jwt" && have.AccessTokenStrategy != "jwt" && !h.cfg.RegistrationJWTAccessTokens {
 		return ClientMetadata{}, invalidMetadata("access_token_strategy jwt cannot be registered here (the operator allows it with AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS=true): such tokens are accepted offline until they expire, revoked or not")
 	}

@@ -34,6 +34,10 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) {
 		h.writeAccessError(r.Context(), w, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed."))
 		return
 	}
+	if dup := duplicateParameter(r.PostForm); dup != "" {
+		h.writeAccessError(r.Context(), w, nil, errDuplicate(dup))
+		return
+	}
 	if err := h.prefetchClientKeys(r.Context(), r.PostForm); err != nil {
 		h.writeAccessError(r.Context(), w, nil, err)
 		return
@@ -101,7 +105,7 @@ func (h *Handler) transact(ctx context.Context, fn func(ctx context.Context) err
 func (h *Handler) exchange(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
 	ar, err := h.provider.NewAccessRequest(ctx, r, openid.NewDefaultSession())
 	if err != nil {
-		if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(supportedGrantTypes, gt) {
+		if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(tokenGrantTypes, gt) {
 			return ar, nil, fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt)
 		}
 		if errors.Is(err, storage.ErrConcurrentRefresh) {
@@ -311,7 +315,14 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 // does not verify under any of our secrets, or it is not shaped like our
 // tokens at all.
 func (h *Handler) forged(ctx context.Context, token string) bool {
-	s, ok := h.strategy.(*oauth2.HMACSHAStrategyUnPrefixed)
+	at, ok := h.strategy.(*accessTokens)
+	if !ok {
+		return false
+	}
+	if isJWT(token) {
+		return at.forgedJWT(ctx, token)
+	}
+	s, ok := at.CoreStrategy.(*oauth2.HMACSHAStrategyUnPrefixed)
 	if !ok {
 		return false
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,7 +78,22 @@ func (c *Client) GetRotatedHashes() [][]byte {
 
 // GetEffectiveLifespan applies the client's own lifespans, whatever the
 // grant. Authorization codes always get the server's.
-func (c *Client) GetEffectiveLifespan(_ fosite.GrantType, tt fosite.TokenType, fallback time.Duration) time.Duration {
+func (c *Client) GetEffectiveLifespan(gt fosite.GrantType, tt fosite.TokenType, fallback time.Duration) time.Duration {
+	d := c.lifespan(tt, fallback)
+	// A token handed over in a URL fragment (the implicit flow) lands in
+	// the browser's history and any script on the page: it lives briefly,
+	// whatever the client's settings.
+	if gt == fosite.GrantTypeImplicit && tt == fosite.AccessToken && d > ImplicitAccessTokenLifespan {
+		d = ImplicitAccessTokenLifespan
+	}
+	return d
+}
+
+// ImplicitAccessTokenLifespan is the longest an access token issued by the
+// implicit flow lives.
+const ImplicitAccessTokenLifespan = 10 * time.Minute
+
+func (c *Client) lifespan(tt fosite.TokenType, fallback time.Duration) time.Duration {
 	secs := 0
 	switch tt {
 	case fosite.AccessToken:
@@ -94,8 +110,12 @@ func (c *Client) GetEffectiveLifespan(_ fosite.GrantType, tt fosite.TokenType, f
 }
 
 // GetResponseModes: codes come back in the query, whether the client says
-// response_mode=query or nothing.
+// response_mode=query or nothing; the implicit flow's tokens in the
+// fragment, for clients registered for it.
 func (c *Client) GetResponseModes() []fosite.ResponseModeType {
+	if slices.Contains(c.GrantTypes, "implicit") {
+		return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery, fosite.ResponseModeFragment}
+	}
 	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
 }
 

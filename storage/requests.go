@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -82,10 +83,14 @@ func (s *Store) createRequest(ctx context.Context, table requestTable, signature
 	// JSON goes as text with a cast, which every pgx query exec mode
 	// types right (as []byte, exec and simple_protocol would send bytea).
 	vals := `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12`
+	grantedScopes, grantedAudience := []string(r.GetGrantedScopes()), []string(r.GetGrantedAudience())
+	if n := NarrowingOf(ctx); n != nil && n.applied && table == refreshTable {
+		grantedScopes, grantedAudience = n.wholeScopes, n.wholeAudience
+	}
 	args := []any{
 		signature, r.GetID(), r.GetRequestedAt().UTC(), r.GetClient().GetID(), subject,
-		nonNil(r.GetRequestedScopes()), nonNil(r.GetGrantedScopes()),
-		nonNil(r.GetRequestedAudience()), nonNil(r.GetGrantedAudience()),
+		nonNil(r.GetRequestedScopes()), nonNil(grantedScopes),
+		nonNil(r.GetRequestedAudience()), nonNil(grantedAudience),
 		string(form), string(session), expiresAt,
 	}
 	if extraCol != "" {
@@ -99,6 +104,50 @@ func (s *Store) createRequest(ctx context.Context, table requestTable, signature
 		sql: `INSERT INTO ` + string(table) + ` (` + cols + `) VALUES (` + vals + `)`,
 	})
 	return translate("create "+string(table), err)
+}
+
+type narrowingKey struct{}
+
+// Narrowing is what a token request asks its access token to carry when
+// that is less than the grant it draws on (RFC 8707 resource, RFC 6749 6
+// scope on refresh): set before fosite's handler issues the tokens, and
+// applied to the request right before the access token is made (Apply),
+// after fosite has copied the whole grant onto it. The refresh token
+// issued beside it keeps the whole grant: its scope is identical to the
+// one it replaces (RFC 6749 6).
+type Narrowing struct {
+	Scopes   []string // nil: the grant's
+	Audience []string // nil: the grant's
+
+	applied                    bool
+	wholeScopes, wholeAudience []string
+}
+
+// WithNarrowing carries n to the handler that issues the tokens.
+func WithNarrowing(ctx context.Context, n *Narrowing) context.Context {
+	return context.WithValue(ctx, narrowingKey{}, n)
+}
+
+// NarrowingOf returns the narrowing ctx carries, or nil.
+func NarrowingOf(ctx context.Context) *Narrowing {
+	n, _ := ctx.Value(narrowingKey{}).(*Narrowing)
+	return n
+}
+
+// Apply narrows r, remembering the whole grant for the refresh token.
+func (n *Narrowing) Apply(r fosite.Requester) {
+	ar, ok := r.(*fosite.AccessRequest)
+	if !ok || n.applied {
+		return
+	}
+	n.applied = true
+	n.wholeScopes, n.wholeAudience = slices.Clone(ar.GrantedScope), slices.Clone(ar.GrantedAudience)
+	if n.Scopes != nil {
+		ar.GrantedScope = fosite.Arguments(n.Scopes)
+	}
+	if n.Audience != nil {
+		ar.GrantedAudience = fosite.Arguments(n.Audience)
+	}
 }
 
 // requestRow is one stored request with its client, read in one query.

@@ -62,11 +62,11 @@ const signingKeyOrder = ` ORDER BY rotated_at IS NULL DESC, activates_at DESC, c
 // to concurrent ones; each loss means another rotation committed.
 const maxRotationAttempts = 16
 
-// NewestSigningKey returns the key rotated in last, which signs now or
-// will once its ActivatesAt has come, or ErrNotFound when there is no key
-// yet.
-func (s *Store) NewestSigningKey(ctx context.Context) (*SigningKey, error) {
-	rows, err := s.db(ctx).Query(ctx, `SELECT `+signingKeyColumns+` FROM signing_keys WHERE rotated_at IS NULL`)
+// NewestSigningKey returns the key of algorithm alg rotated in last, which
+// signs now or will once its ActivatesAt has come, or ErrNotFound when
+// there is no key of alg yet. Each algorithm has its own newest key.
+func (s *Store) NewestSigningKey(ctx context.Context, alg string) (*SigningKey, error) {
+	rows, err := s.db(ctx).Query(ctx, `SELECT `+signingKeyColumns+` FROM signing_keys WHERE rotated_at IS NULL AND algorithm = $1`, alg)
 	if err != nil {
 		return nil, translate("get newest signing key", err)
 	}
@@ -111,7 +111,8 @@ func collectSigningKeys(op string, rows pgx.Rows, err error) ([]*SigningKey, err
 	return ks, nil
 }
 
-// InsertFirstSigningKey stores k as the newest key when there is none; it
+// InsertFirstSigningKey stores k as the newest key of its algorithm when
+// that algorithm has none; it
 // signs from its ActivatesAt, which when zero is its creation: nobody can
 // have cached a key set without it. When there already is a key (another
 // replica starting at the same time won the race) it returns
@@ -145,8 +146,8 @@ func (s *Store) insertNewestSigningKey(ctx context.Context, op string, k *Signin
 	return nil
 }
 
-// RotateSigningKey makes next the newest key, in one transaction, and
-// returns the key it succeeds. next signs from next.ActivatesAt (zero: its
+// RotateSigningKey makes next the newest key of its algorithm, in one
+// transaction, and returns the key of that algorithm it succeeds. next signs from next.ActivatesAt (zero: its
 // creation), and the key newest until now stops signing then and stays
 // published for publish after that. Should that key itself activate later
 // (rotations racing, or clocks apart), next activates when it does
@@ -155,7 +156,7 @@ func (s *Store) insertNewestSigningKey(ctx context.Context, op string, k *Signin
 // Racing rotations are safe: the newest key is retired by one conditional
 // UPDATE, which one of them wins; a loser finds the winner's key in its
 // next statement and retires that one, so every rotation succeeds, one
-// after the other. With no key at all it returns ErrNotFound (use
+// after the other. With no key of next's algorithm it returns ErrNotFound (use
 // InsertFirstSigningKey). A zero next.CreatedAt is set from the store's
 // clock. On success next holds the stored row.
 func (s *Store) RotateSigningKey(ctx context.Context, next *SigningKey, publish time.Duration) (previous *SigningKey, err error) {
@@ -171,7 +172,7 @@ func (s *Store) RotateSigningKey(ctx context.Context, next *SigningKey, publish 
 	}
 	err = s.InTx(ctx, func(ctx context.Context) error {
 		for range maxRotationAttempts {
-			prev, err := s.retireNewestSigningKey(ctx, next.ActivatesAt, publish)
+			prev, err := s.retireNewestSigningKey(ctx, next.Algorithm, next.ActivatesAt, publish)
 			if err != nil {
 				return err
 			}
@@ -187,11 +188,11 @@ func (s *Store) RotateSigningKey(ctx context.Context, next *SigningKey, publish 
 	return previous, err
 }
 
-// retireNewestSigningKey makes the newest key stop signing at stopAt (or
+// retireNewestSigningKey makes the newest key of alg stop signing at stopAt (or
 // when it activates, if later) and stay published for publish after, and
 // returns it. It returns nil and no error when a concurrent rotation
-// retired that key first, and ErrNotFound when there is no key at all.
-func (s *Store) retireNewestSigningKey(ctx context.Context, stopAt time.Time, publish time.Duration) (*SigningKey, error) {
+// retired that key first, and ErrNotFound when there is no key of alg.
+func (s *Store) retireNewestSigningKey(ctx context.Context, alg string, stopAt time.Time, publish time.Duration) (*SigningKey, error) {
 	const op = "rotate signing key"
 	db := s.db(ctx)
 	// Under READ COMMITTED an UPDATE that waited for a concurrent
@@ -202,8 +203,8 @@ func (s *Store) retireNewestSigningKey(ctx context.Context, stopAt time.Time, pu
 		UPDATE signing_keys SET
 			rotated_at = GREATEST($1, activates_at),
 			expires_at = GREATEST($1, activates_at) + $2 * interval '1 microsecond'
-		WHERE rotated_at IS NULL
-		RETURNING `+signingKeyColumns, stopAt.UTC(), publish.Microseconds())
+		WHERE rotated_at IS NULL AND algorithm = $3
+		RETURNING `+signingKeyColumns, stopAt.UTC(), publish.Microseconds(), alg)
 	if err != nil {
 		return nil, translate(op, err)
 	}
@@ -216,11 +217,11 @@ func (s *Store) retireNewestSigningKey(ctx context.Context, stopAt time.Time, pu
 		return nil, translate(op, err)
 	}
 	var exists bool
-	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM signing_keys WHERE rotated_at IS NULL)`).Scan(&exists); err != nil {
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM signing_keys WHERE rotated_at IS NULL AND algorithm = $1)`, alg).Scan(&exists); err != nil {
 		return nil, translate(op, err)
 	}
 	if !exists {
-		return nil, fmt.Errorf("%s: there is no signing key yet: %w", op, ErrNotFound)
+		return nil, fmt.Errorf("%s: there is no %s signing key yet: %w", op, alg, ErrNotFound)
 	}
 	return nil, nil
 }

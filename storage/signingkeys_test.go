@@ -68,7 +68,7 @@ func TestSigningKeyFirstInsertRace(t *testing.T) {
 	store, _ := newKeyStore(t)
 	ctx := t.Context()
 
-	if _, err := store.NewestSigningKey(ctx); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := store.NewestSigningKey(ctx, "RS256"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("NewestSigningKey on an empty table: %v, want ErrNotFound", err)
 	}
 
@@ -105,7 +105,7 @@ func TestSigningKeyFirstInsertRace(t *testing.T) {
 	if won.Load() != 1 || lost.Load() != n-1 {
 		t.Fatalf("%d inserts won and %d got ErrAlreadyExists, want 1 and %d", won.Load(), lost.Load(), n-1)
 	}
-	cur, err := store.NewestSigningKey(ctx)
+	cur, err := store.NewestSigningKey(ctx, "RS256")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestSigningKeyRoundTrip(t *testing.T) {
 	if !k.ActivatesAt.Equal(k.CreatedAt) || k.ActivatesAt.Location() != time.UTC {
 		t.Errorf("first key activates at %v, want at its creation %v, in UTC", k.ActivatesAt, k.CreatedAt)
 	}
-	got, err := store.NewestSigningKey(ctx)
+	got, err := store.NewestSigningKey(ctx, "RS256")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestSigningKeyRotation(t *testing.T) {
 		t.Fatalf("previous key %+v; want old, signing until %v and published until %v", prev, activatesAt, retireUntil)
 	}
 
-	cur, err := store.NewestSigningKey(ctx)
+	cur, err := store.NewestSigningKey(ctx, "RS256")
 	if err != nil || cur.KID != "new" {
 		t.Fatalf("newest key %v (%v), want new", cur, err)
 	}

@@ -33,23 +33,28 @@ func (c *cli) keys(ctx context.Context, args []string) error {
 	return usagef("keys: unknown subcommand %q (one of: %s)", args[0], strings.Join(subs, ", "))
 }
 
-// keysRotate adds a new signing key. Running servers publish it within 30
-// seconds and sign with it from its activation time, a few minutes later;
-// the old key signs until then and stays published until the tokens it
-// signed have expired.
+// keysRotate adds a new signing key for every algorithm, or for the one
+// --alg names (each algorithm has its own key). Running servers publish
+// it within 30 seconds and sign with it from its activation time, a few
+// minutes later; the old key of its algorithm signs until then and stays
+// published until the tokens it signed have expired.
 func (c *cli) keysRotate(ctx context.Context, args []string) error {
 	fs := newFlags("keys rotate")
 	dbURL := dbFlag(fs)
-	alg := fs.String("alg", authz.DefaultSigningAlgorithm, "signing `algorithm` of the new key: "+strings.Join(authz.SigningAlgorithms(), " or "))
-	pos, err := c.parse(fs, "[--alg RS256|ES256] [flags]", args)
+	alg := fs.String("alg", "", "rotate only the key of this signing `algorithm` ("+strings.Join(authz.SigningAlgorithms(), ", ")+"); default: every algorithm's")
+	pos, err := c.parse(fs, "[--alg "+strings.Join(authz.SigningAlgorithms(), "|")+"] [flags]", args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("keys rotate: unexpected argument %q", pos[0])
 	}
-	if !slices.Contains(authz.SigningAlgorithms(), *alg) {
-		return usagef("keys rotate: --alg must be %s, not %q", strings.Join(authz.SigningAlgorithms(), " or "), *alg)
+	algs := authz.SigningAlgorithms()
+	if *alg != "" {
+		algs = []string{*alg}
+	}
+	if *alg != "" && !slices.Contains(authz.SigningAlgorithms(), *alg) {
+		return usagef("keys rotate: --alg must be one of %s, not %q", strings.Join(authz.SigningAlgorithms(), ", "), *alg)
 	}
 	// The new key is sealed with the first system secret, and the lifespans
 	// say how long the old key stays published: the server's configuration.
@@ -84,22 +89,29 @@ func (c *cli) keysRotate(ctx context.Context, args []string) error {
 	if skew := dbNow.Sub(time.Now()); skew > 30*time.Second {
 		cfg.Now = func() time.Time { return time.Now().Add(skew) }
 	}
-	r, err := authz.RotateSigningKey(ctx, store, cfg, *alg)
-	if err != nil {
-		return err
+	rs, err := authz.RotateSigningKeys(ctx, store, cfg, algs)
+	for _, r := range rs {
+		if err := c.reportRotation(ctx, r); err != nil {
+			return err
+		}
 	}
+	return err
+}
+
+// reportRotation audits one key's rotation and says what it did.
+func (c *cli) reportRotation(ctx context.Context, r authz.KeyRotation) error {
 	attrs := []slog.Attr{slog.String("source", "cli"), slog.String("kid", r.Key.KID), slog.String("alg", r.Key.Algorithm)}
 	if r.Previous != nil {
 		attrs = append(attrs, slog.String("previous_kid", r.Previous.KID))
 	}
 	c.audit(ctx, authz.AuditEvent{Event: authz.EventKeyRotated, Outcome: authz.OutcomeSuccess, Attrs: attrs})
 	if r.Previous == nil {
-		_, err = fmt.Fprintf(c.stdout, "created first key %s (%s), signing now\n", r.Key.KID, r.Key.Algorithm)
+		_, err := fmt.Fprintf(c.stdout, "created first %s key %s, signing now\n", r.Key.Algorithm, r.Key.KID)
 		return err
 	}
-	_, err = fmt.Fprintf(c.stdout, "rotated: new key %s (%s) is published now and signs from %s; "+
+	_, err := fmt.Fprintf(c.stdout, "rotated %s: new key %s is published now and signs from %s; "+
 		"previous key %s signs until then and stays published until %s\n",
-		r.Key.KID, r.Key.Algorithm, r.Key.ActivatesAt.UTC().Format(time.RFC3339),
+		r.Key.Algorithm, r.Key.KID, r.Key.ActivatesAt.UTC().Format(time.RFC3339),
 		r.Previous.KID, timeOrDash(r.Previous.ExpiresAt))
 	return err
 }

@@ -27,16 +27,25 @@ func TestKeysRotateAndList(t *testing.T) {
 		t.Errorf("keys list --format json on an empty database printed %q, want []", out)
 	}
 
+	// Every algorithm has its own key: the first rotation creates one of
+	// each.
 	out := mustRun(t, e, "", "keys", "rotate")
-	m := regexp.MustCompile(`^created first key ([A-Za-z0-9_-]{43}) \(RS256\), signing now\n$`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("first keys rotate printed %q", out)
+	firsts := map[string]string{}
+	for line := range strings.Lines(out) {
+		m := regexp.MustCompile(`^created first (\w+) key ([A-Za-z0-9_-]{43}), signing now\n$`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("first keys rotate printed %q", out)
+		}
+		firsts[m[1]] = m[2]
 	}
-	first := m[1]
+	if len(firsts) != len(authz.SigningAlgorithms()) {
+		t.Fatalf("first keys rotate created keys for %v, want one for each of %v:\n%s", firsts, authz.SigningAlgorithms(), out)
+	}
+	first := firsts["ES256"]
 
 	before := time.Now().UTC().Truncate(time.Second)
 	out = mustRun(t, e, "", "keys", "rotate", "--alg", "ES256")
-	m = regexp.MustCompile(`^rotated: new key ([A-Za-z0-9_-]{43}) \(ES256\) is published now and signs from (\S+); ` +
+	m := regexp.MustCompile(`^rotated ES256: new key ([A-Za-z0-9_-]{43}) is published now and signs from (\S+); ` +
 		`previous key (\S+) signs until then and stays published until (\S+)\n$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("keys rotate --alg ES256 printed %q", out)
@@ -62,22 +71,28 @@ func TestKeysRotateAndList(t *testing.T) {
 
 	out = mustRun(t, e, "", "keys", "list")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !regexp.MustCompile(`^KID\s+ALG\s+STATE\s+CREATED\s+SIGNS FROM\s+SIGNS UNTIL\s+PUBLISHED UNTIL$`).MatchString(lines[0]) {
+	if len(lines) != 6 || !regexp.MustCompile(`^KID\s+ALG\s+STATE\s+CREATED\s+SIGNS FROM\s+SIGNS UNTIL\s+PUBLISHED UNTIL$`).MatchString(lines[0]) {
 		t.Fatalf("keys list printed:\n%s", out)
 	}
 	if !regexp.MustCompile(`^` + second + `\s+ES256\s+next\s+\S+Z\s+` + regexp.QuoteMeta(m[2]) + `\s+-\s+-$`).MatchString(lines[1]) {
 		t.Errorf("keys list: new key line %q", lines[1])
 	}
-	if !regexp.MustCompile(`^` + first + `\s+RS256\s+current\s+\S+Z\s+\S+Z\s+` + regexp.QuoteMeta(m[2]) + `\s+` + regexp.QuoteMeta(m[4]) + `$`).MatchString(lines[2]) {
-		t.Errorf("keys list: previous key line %q", lines[2])
+	// The other algorithms' keys are untouched: current, with no end.
+	for _, line := range lines[2:5] {
+		if !regexp.MustCompile(`^\S+\s+(RS256|PS256|EdDSA)\s+current\s+\S+Z\s+\S+Z\s+-\s+-$`).MatchString(line) {
+			t.Errorf("keys list: another algorithm's key line %q", line)
+		}
+	}
+	if !regexp.MustCompile(`^` + first + `\s+ES256\s+current\s+\S+Z\s+\S+Z\s+` + regexp.QuoteMeta(m[2]) + `\s+` + regexp.QuoteMeta(m[4]) + `$`).MatchString(lines[5]) {
+		t.Errorf("keys list: previous key line %q", lines[5])
 	}
 
 	var keys []authz.SigningKeyInfo
 	if err := json.Unmarshal([]byte(mustRun(t, e, "", "keys", "list", "--format", "json")), &keys); err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 2 || keys[0].KID != second || keys[0].State != "next" || !keys[0].ActivatesAt.Truncate(time.Second).Equal(from) ||
-		keys[1].KID != first || keys[1].State != "current" || keys[1].ExpiresAt == nil || !keys[1].ExpiresAt.Truncate(time.Second).Equal(until) {
+	if len(keys) != 5 || keys[0].KID != second || keys[0].State != "next" || !keys[0].ActivatesAt.Truncate(time.Second).Equal(from) ||
+		keys[4].KID != first || keys[4].State != "current" || keys[4].ExpiresAt == nil || !keys[4].ExpiresAt.Truncate(time.Second).Equal(until) {
 		t.Errorf("keys list --format json: %+v", keys)
 	}
 	// Only metadata: nothing of any key.
@@ -97,7 +112,7 @@ func TestKeysErrors(t *testing.T) {
 	}{
 		{[]string{"keys"}, "keys: missing subcommand (one of: rotate, list)"},
 		{[]string{"keys", "delete"}, `keys: unknown subcommand "delete"`},
-		{[]string{"keys", "rotate", "--alg", "HS256"}, `keys rotate: --alg must be RS256 or ES256, not "HS256"`},
+		{[]string{"keys", "rotate", "--alg", "HS256"}, `keys rotate: --alg must be one of RS256, PS256, ES256, EdDSA, not "HS256"`},
 		{[]string{"keys", "rotate", "now"}, `unexpected argument "now"`},
 		{[]string{"keys", "list", "--format", "yaml"}, "--format must be table or json"},
 	}

@@ -397,7 +397,7 @@ func TestClientsCreateErrors(t *testing.T) {
 		{"duplicate id", append([]string{"--name", "X", "--id", "taken"}, redirect...), `client "taken" already exists`, false},
 		{"relative redirect URI", []string{"--name", "X", "--redirect-uri", "/callback"}, `redirect URI "/callback" is not absolute`, false},
 		{"redirect URI with fragment", []string{"--name", "X", "--redirect-uri", "https://app.example.com/cb#frag"}, "must not contain a fragment", false},
-		{"unknown grant type", append([]string{"--name", "X", "--grant-type", "implicit"}, redirect...), `unknown grant type "implicit"`, false},
+		{"unknown grant type", append([]string{"--name", "X", "--grant-type", "password"}, redirect...), `unknown grant type "password"`, false},
 		{"unknown auth method", append([]string{"--name", "X", "--auth-method", "client_secret_jwt"}, redirect...), `unknown token_endpoint_auth_method "client_secret_jwt"`, false},
 		{"private_key_jwt without keys", append([]string{"--name", "X", "--auth-method", "private_key_jwt"}, redirect...), "private_key_jwt needs exactly one of jwks and jwks_uri", false},
 		{"no redirect URI", []string{"--name", "X"}, "at least one redirect URI is required", false},

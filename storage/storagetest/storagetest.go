@@ -1000,6 +1000,8 @@ func testClients(t *testing.T, mk func(*testing.T) *env) {
 			AccessTokenLifespan:         60,
 			RefreshTokenLifespan:        3600,
 			IDTokenLifespan:             300,
+			AccessTokenStrategy:         "jwt",
+			IDTokenSignedResponseAlg:    "EdDSA",
 		}
 		c := want
 		e.must(e.store.CreateClient(e.ctx, &c))
@@ -1123,6 +1125,7 @@ func testClients(t *testing.T, mk func(*testing.T) *env) {
 			LogoURI:                 "https://new.example.com/logo.png",
 			ClientURI:               "https://new.example.com",
 			Contacts:                []string{"new@example.com"},
+			AccessTokenStrategy:     "opaque",
 		}
 		updated := want
 		e.must(e.store.UpdateClient(e.ctx, &updated))
@@ -1137,8 +1140,8 @@ func testClients(t *testing.T, mk func(*testing.T) *env) {
 			t.Errorf("another client: %+v, %v", other, err)
 		}
 
-		// Back to nothing: empty lists, no key set.
-		want = storage.Client{ID: "rp", TokenEndpointAuthMethod: "none", Public: true,
+		// Back to nothing: empty lists, no key set, opaque tokens.
+		want = storage.Client{ID: "rp", TokenEndpointAuthMethod: "none", Public: true, AccessTokenStrategy: "opaque",
 			RedirectURIs: []string{}, GrantTypes: []string{}, ResponseTypes: []string{}, Scopes: []string{},
 			Audience: []string{}, PostLogoutRedirectURIs: []string{}, Contacts: []string{}}
 		e.must(e.store.UpdateClient(e.ctx, &storage.Client{ID: "rp", TokenEndpointAuthMethod: "none", Public: true}))
