@@ -52,8 +52,9 @@ run: build
 # The same, plus the demo apps in the same process: open
 # http://localhost:3000 and click "Get contacts". Other ports, e.g.:
 #   AUTHZ_LISTEN=:8090 make demo DEMO_FLAGS="--demo-bff-listen 127.0.0.1:3001 --demo-api-listen 127.0.0.1:4001"
+# DEMO_TOKENS=jwt: JWT access tokens, which the contacts API verifies itself.
 demo: build
-	bin/authz dev --demo $(DEMO_FLAGS)
+	bin/authz dev --demo $(if $(filter jwt,$(DEMO_TOKENS)),--demo-jwt-access-tokens) $(DEMO_FLAGS)
 
 # Throughput, latency, SQL statements and CPU per request of the hot paths,
 # next to pgbench -S on the same private PostgreSQL: about 3 minutes, one

@@ -33,6 +33,7 @@ func (c *cli) dev(ctx context.Context, args []string) error {
 	demo := fs.Bool("demo", false, "also run the demo apps: a web app (BFF) with a \"Get contacts\" button, and the contacts API it calls")
 	bffListen := fs.String("demo-bff-listen", devserver.DefaultBFFListen, "`address` of the demo BFF; the demo-bff client's redirect URIs follow its port")
 	apiListen := fs.String("demo-api-listen", devserver.DefaultAPIListen, "`address` of the demo contacts API")
+	jwtTokens := fs.Bool("demo-jwt-access-tokens", false, "with --demo: the demo BFF gets JWT access tokens (RFC 9068) for the contacts API, which verifies them itself against the JWKS instead of introspecting")
 	adminListen := fs.String("admin-listen", "", "`address` of the admin API (default $AUTHZ_ADMIN_LISTEN, else "+authz.DefaultAdminListen+"; off disables it); without AUTHZ_ADMIN_TOKEN it needs no token and must be a loopback address")
 	seedOnly := fs.Bool("seed-only", false, "seed the demo user and clients into the database, print their credentials as JSON, and exit")
 	pos, err := c.parse(fs, "[flags]", args)
@@ -41,6 +42,9 @@ func (c *cli) dev(ctx context.Context, args []string) error {
 	}
 	if err := checkDevFlags(pos, *demo, *seedOnly, *bffListen, *apiListen); err != nil {
 		return err
+	}
+	if *jwtTokens && !*demo {
+		return usagef("dev: --demo-jwt-access-tokens goes with --demo")
 	}
 	cfg, err := authz.ConfigFromEnv(c.getenv)
 	if err != nil {
@@ -85,6 +89,7 @@ func (c *cli) dev(ctx context.Context, args []string) error {
 		Stderr:      c.stderr,
 		Host:        devHost{c: c, janitorEvery: janitorEvery},
 	}
+	o.JWTAccessTokens = *jwtTokens
 	if o.DatabaseURL != "" {
 		o.DatabaseShown = "from the configured URL"
 		if pc, err := pgconn.ParseConfig(o.DatabaseURL); err == nil {

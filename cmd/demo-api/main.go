@@ -1,8 +1,9 @@
 // Command demo-api is the demo resource server for authz: a small
 // "contacts API" that accepts the access tokens authz issues, checking each
-// with token introspection. The API itself is package internal/demo/api,
-// which documents its answers and its cache; "authz dev --demo" runs it in
-// the same process as the provider.
+// with token introspection or, with --verify jwt, verifying JWT access
+// tokens (RFC 9068) itself against authz's JWKS. The API itself is package
+// internal/demo/api, which documents its answers, what it checks and its
+// caches; "authz dev --demo" runs it in the same process as the provider.
 //
 // # Configuration
 //
@@ -10,6 +11,8 @@
 //
 //	--listen           DEMO_API_LISTEN           127.0.0.1:4000
 //	--issuer           AUTHZ_ISSUER              http://localhost:8080
+//	--verify           DEMO_API_VERIFY           introspect, or jwt: verify JWT access tokens locally
+//	--resource         DEMO_API_RESOURCE         http://localhost:4000: with jwt, the URL tokens' aud must contain
 //	--client-id        DEMO_API_CLIENT_ID        demo-api
 //	--client-secret    DEMO_API_CLIENT_SECRET    (required, or --credentials; prefer the variable, flags show in ps)
 //	--credentials      DEMO_CREDENTIALS          a file authz dev writes (.data/demo.json) to read the secret from
@@ -25,7 +28,10 @@
 // The client is one that may use the client_credentials grant (authz dev
 // seeds it as demo-api); the API uses it only to authenticate at the
 // introspection endpoint, which it finds in the issuer's
-// /.well-known/openid-configuration at start-up.
+// /.well-known/openid-configuration at start-up. With --verify jwt it needs
+// no client: it reads jwks_uri there instead, and the web app's client must
+// get JWT access tokens for --resource (access_token_strategy jwt, that URL
+// in its audience, and resource=that URL in its requests).
 package main
 
 import (
@@ -52,7 +58,11 @@ func start(ctx context.Context, cfg api.Config, at demo.Listening) (http.Handler
 		return nil, err
 	}
 	fmt.Fprintf(at.Stdout, "demo-api listening on http://%s\n", at.Addr)
-	at.Logger.Info("listening", "addr", at.Addr.String(), "issuer", cfg.Issuer, "cache", cfg.Cache.String())
+	if cfg.Verify == api.VerifyJWT {
+		at.Logger.Info("listening", "addr", at.Addr.String(), "issuer", cfg.Issuer, "verify", cfg.Verify, "resource", cfg.Resource)
+	} else {
+		at.Logger.Info("listening", "addr", at.Addr.String(), "issuer", cfg.Issuer, "verify", cfg.Verify, "cache", cfg.Cache.String())
+	}
 	return h, nil
 }
 
@@ -74,12 +84,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (li
 	fs.StringVar(&cfg.ClientSecret, "client-secret", env("DEMO_API_CLIENT_SECRET"), "this API's client secret (env DEMO_API_CLIENT_SECRET; prefer it: flags show in ps)")
 	fs.DurationVar(&cfg.Cache, "cache", cache, "how long an active introspection result is cached, never past the token's exp; 0 disables (env DEMO_API_CACHE)")
 	fs.DurationVar(&cfg.StartupTimeout, "startup-timeout", startup, "how long to wait for the issuer at start-up (env DEMO_API_STARTUP_TIMEOUT)")
+	fs.StringVar(&cfg.Verify, "verify", env.Or("DEMO_API_VERIFY", api.VerifyIntrospect), "how to check tokens: introspect, or jwt to verify JWT access tokens locally against the JWKS (env DEMO_API_VERIFY)")
+	fs.StringVar(&cfg.Resource, "resource", env.Or("DEMO_API_RESOURCE", "http://localhost:4000"), "with --verify jwt, this API's URL, which tokens' aud must contain (env DEMO_API_RESOURCE)")
 	if err := fs.Parse(args); err != nil {
 		return "", cfg, err
 	}
 	cfg.Issuer = fs.Issuer
-	if cfg.ClientSecret, err = fs.ClientSecret(cfg.ClientSecret, cfg.ClientID); err != nil {
-		return "", cfg, err
+	if cfg.Verify == api.VerifyJWT {
+		cfg.ClientID, cfg.ClientSecret = "", "" // no introspection
+	} else {
+		cfg.Resource = ""
+		if cfg.ClientSecret, err = fs.ClientSecret(cfg.ClientSecret, cfg.ClientID); err != nil {
+			return "", cfg, err
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return "", cfg, err

@@ -17,6 +17,7 @@
 //	--redirect-uri              DEMO_BFF_REDIRECT_URI              http://localhost:<listen port>/callback
 //	--post-logout-redirect-uri  DEMO_BFF_POST_LOGOUT_REDIRECT_URI  the redirect URI's origin + "/"
 //	--api                       DEMO_API_URL                       http://localhost:4000
+//	--resource                  DEMO_BFF_RESOURCE                  (none): RFC 8707 resource to ask tokens for; the API's URL for demo-api --verify jwt
 //	--scope                     DEMO_BFF_SCOPE                     openid profile email offline_access contacts
 //	--startup-timeout           DEMO_BFF_STARTUP_TIMEOUT           30s: how long to wait for the issuer's discovery document
 //	--issuer-addr               DEMO_ISSUER_ADDR                   host:port to connect to for the issuer (default: its own)
@@ -108,6 +109,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (li
 	fs.StringVar(&cfg.RedirectURI, "redirect-uri", env("DEMO_BFF_REDIRECT_URI"), "registered redirect URI (env DEMO_BFF_REDIRECT_URI; default http://localhost:<listen port>/callback)")
 	fs.StringVar(&cfg.PostLogoutRedirectURI, "post-logout-redirect-uri", env("DEMO_BFF_POST_LOGOUT_REDIRECT_URI"), "registered post-logout redirect URI (env DEMO_BFF_POST_LOGOUT_REDIRECT_URI; default the redirect URI's origin + /)")
 	fs.StringVar(&cfg.APIURL, "api", env.Or("DEMO_API_URL", "http://localhost:4000"), "base URL of the contacts API (env DEMO_API_URL)")
+	fs.StringVar(&cfg.Resource, "resource", env("DEMO_BFF_RESOURCE"), "RFC 8707 resource to ask access tokens for, such as the API's URL for demo-api --verify jwt (env DEMO_BFF_RESOURCE)")
 	fs.StringVar(&scope, "scope", env.Or("DEMO_BFF_SCOPE", bff.DefaultScope), "scopes to ask for (env DEMO_BFF_SCOPE)")
 	fs.DurationVar(&cfg.StartupTimeout, "startup-timeout", startup, "how long to wait for the issuer at start-up (env DEMO_BFF_STARTUP_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/authz/authz/internal/demo/api"
 )
 
 // banner is what dev prints once it serves.
@@ -31,6 +33,9 @@ func (b *banner) print(w io.Writer) {
 	if b.apps != nil {
 		tryDemo = fmt.Sprintf("\nDemo: open %s and click Get contacts\n      (the BFF calls the contacts API at %s; sign in as %s)\n",
 			b.bffOrigin, b.apps.bff.APIURL, demoUsername)
+		if b.apps.api.Verify == api.VerifyJWT {
+			tryDemo += "      The API verifies JWT access tokens itself against the JWKS (no introspection).\n"
+		}
 		nothing, what = "the demo BFF\n   there did not start this sign-in", "the demo apps and the server"
 	}
 	stop := "Ctrl-C stops " + what + "."

@@ -1,6 +1,7 @@
 package devserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -43,9 +44,10 @@ const demoFile = "demo.json"
 
 // demoClients are the demo clients; the BFF's pages are at bffOrigin
 // (http://localhost:3000 unless --demo-bff-listen says another port), the
-// origin of its redirect and post-logout redirect URIs.
-func demoClients(bffOrigin string) []authz.ClientMetadata {
-	return []authz.ClientMetadata{{
+// origin of its redirect and post-logout redirect URIs. With a jwtResource
+// (the demo API's URL) demo-bff gets JWT access tokens for it.
+func demoClients(bffOrigin, jwtResource string) []authz.ClientMetadata {
+	clients := []authz.ClientMetadata{{
 		ClientID:                demoBFF,
 		ClientName:              "Contacts demo",
 		RedirectURIs:            []string{bffOrigin + "/callback"},
@@ -64,6 +66,10 @@ func demoClients(bffOrigin string) []authz.ClientMetadata {
 		GrantTypes:              []string{"client_credentials"},
 		TokenEndpointAuthMethod: "client_secret_basic",
 	}}
+	if jwtResource != "" {
+		clients[0].AccessTokenStrategy, clients[0].Audience = "jwt", []string{jwtResource}
+	}
+	return clients
 }
 
 // demoCredentials are the demo user's password and the demo clients'
@@ -189,6 +195,12 @@ func seedClient(ctx context.Context, store *storage.Store, m authz.ClientMetadat
 	if moved {
 		existing.RedirectURIs, existing.PostLogoutRedirectURIs = m.RedirectURIs, m.PostLogoutRedirectURIs
 	}
+	// So are their access tokens: JWT or opaque, as this run asks.
+	strategy := cmp.Or(m.AccessTokenStrategy, "opaque")
+	retokened := cmp.Or(existing.AccessTokenStrategy, "opaque") != strategy || !slices.Equal(existing.Audience, m.Audience)
+	if retokened {
+		existing.AccessTokenStrategy, existing.Audience = strategy, m.Audience
+	}
 	secret := creds.ClientSecrets[m.ClientID]
 	rekey := existing.TokenEndpointAuthMethod != "none" && (secret == "" || storage.CompareSecret(existing.SecretHash, secret) != nil)
 	if rekey {
@@ -201,7 +213,7 @@ func seedClient(ctx context.Context, store *storage.Store, m authz.ClientMetadat
 		}
 		existing.SecretHash = storage.HashGeneratedSecret(secret)
 	}
-	if !moved && !rekey {
+	if !moved && !rekey && !retokened {
 		return nil
 	}
 	if err := store.UpdateClient(ctx, existing); err != nil {
@@ -209,6 +221,9 @@ func seedClient(ctx context.Context, store *storage.Store, m authz.ClientMetadat
 	}
 	if rekey {
 		logger.Warn("gave a demo client a new secret: the one it had is not in "+path, "client_id", m.ClientID)
+	}
+	if retokened {
+		logger.Info("set a demo client's access tokens", "client_id", m.ClientID, "access_token_strategy", strategy, "audience", m.Audience)
 	}
 	if moved {
 		logger.Info("set a demo client's redirect URIs", "client_id", m.ClientID, "redirect_uris", m.RedirectURIs,

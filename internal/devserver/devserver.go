@@ -89,6 +89,11 @@ type Options struct {
 	// client's redirect URIs follow BFFListen's port.
 	Demo                 bool
 	BFFListen, APIListen string
+	// JWTAccessTokens, with Demo: the demo-bff client gets JWT access
+	// tokens (RFC 9068) for the API's URL, which the BFF asks for as its
+	// resource (RFC 8707), and the API verifies them locally against the
+	// JWKS instead of introspecting.
+	JWTAccessTokens bool
 	// SeedOnly seeds the demo user and clients, prints their credentials
 	// as JSON and returns.
 	SeedOnly bool
@@ -136,7 +141,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, db.close()) }()
-	creds, err := seedDemo(ctx, db.store, filepath.Join(d.dataDir, demoFile), demoClients(d.bffOrigin), d.log)
+	creds, err := seedDemo(ctx, db.store, filepath.Join(d.dataDir, demoFile), demoClients(d.bffOrigin, d.jwtResource()), d.log)
 	if err != nil {
 		return err
 	}
@@ -352,9 +357,18 @@ func (d *dev) serve(ctx context.Context, db *database, creds *demoCredentials) e
 	return runWithDemo(ctx, runner.Run, d.ln, b.apps, func() { b.print(d.o.Stdout) })
 }
 
+// jwtResource is the demo API's URL when it verifies JWT access tokens
+// (the resource they are for), else "".
+func (d *dev) jwtResource() string {
+	if !d.o.Demo || !d.o.JWTAccessTokens {
+		return ""
+	}
+	return "http://" + dialAddr(d.apiLn.Addr())
+}
+
 // demoApps configures the demo apps for the demo clients.
 func (d *dev) demoApps(creds *demoCredentials) *demoApps {
-	return &demoApps{
+	apps := &demoApps{
 		bffLn: d.bffLn,
 		apiLn: d.apiLn,
 		bff: bff.Config{
@@ -375,4 +389,9 @@ func (d *dev) demoApps(creds *demoCredentials) *demoApps {
 		},
 		logger: d.log,
 	}
+	if resource := d.jwtResource(); resource != "" {
+		apps.bff.Resource = resource
+		apps.api.Verify, apps.api.Resource = api.VerifyJWT, resource
+	}
+	return apps
 }

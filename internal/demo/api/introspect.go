@@ -180,15 +180,16 @@ const (
 // permanentError is a discovery failure that waiting will not fix.
 type permanentError struct{ error }
 
-// discover reads the introspection endpoint from the issuer's discovery
+// discover reads an endpoint, the discovery document's member
+// (introspection_endpoint, jwks_uri), from the issuer's discovery
 // document. While the issuer is unreachable or answers with an error it
 // tries again, until timeout has passed.
-func discover(ctx context.Context, client *http.Client, issuer string, timeout time.Duration, logger *slog.Logger) (string, error) {
+func discover(ctx context.Context, client *http.Client, issuer, member string, timeout time.Duration, logger *slog.Logger) (string, error) {
 	deadline, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	delay := retryMin
 	for attempt := 1; ; attempt++ {
-		endpoint, err := introspectionEndpoint(deadline, client, issuer)
+		endpoint, err := discoveredEndpoint(deadline, client, issuer, member)
 		if err == nil {
 			return endpoint, nil
 		}
@@ -214,7 +215,7 @@ func discover(ctx context.Context, client *http.Client, issuer string, timeout t
 	}
 }
 
-func introspectionEndpoint(ctx context.Context, client *http.Client, issuer string) (string, error) {
+func discoveredEndpoint(ctx context.Context, client *http.Client, issuer, member string) (string, error) {
 	wellKnown := issuer + "/.well-known/openid-configuration"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wellKnown, nil)
 	if err != nil {
@@ -229,19 +230,17 @@ func introspectionEndpoint(ctx context.Context, client *http.Client, issuer stri
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("GET %s: %s", wellKnown, resp.Status)
 	}
-	var doc struct {
-		Issuer        string `json:"issuer"`
-		Introspection string `json:"introspection_endpoint"`
-	}
+	var doc map[string]any
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
 		return "", fmt.Errorf("GET %s: not a discovery document: %w", wellKnown, err)
 	}
-	if doc.Issuer != issuer {
-		return "", &permanentError{fmt.Errorf("%s names issuer %q, not %q", wellKnown, doc.Issuer, issuer)}
+	if iss, _ := doc["issuer"].(string); iss != issuer {
+		return "", &permanentError{fmt.Errorf("%s names issuer %q, not %q", wellKnown, iss, issuer)}
 	}
-	u, err := url.Parse(doc.Introspection)
+	endpoint, _ := doc[member].(string)
+	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", &permanentError{fmt.Errorf("%s has no usable introspection_endpoint (%q)", wellKnown, doc.Introspection)}
+		return "", &permanentError{fmt.Errorf("%s has no usable %s (%q)", wellKnown, member, endpoint)}
 	}
-	return doc.Introspection, nil
+	return endpoint, nil
 }

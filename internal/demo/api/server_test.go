@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,14 +23,26 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// countingTransport counts the requests that go through it.
+// countingTransport counts the requests that go through it, and keeps
+// their paths.
 type countingTransport struct {
-	n atomic.Int64
+	n  atomic.Int64
+	mu sync.Mutex
+	p  []string
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.n.Add(1)
+	c.mu.Lock()
+	c.p = append(c.p, r.URL.Path)
+	c.mu.Unlock()
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (c *countingTransport) paths() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.p)
 }
 
 // api is a running contacts API and a count of its requests to the

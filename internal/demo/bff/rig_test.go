@@ -32,31 +32,40 @@ var (
 )
 
 // contactsAPI is the real contacts API (package api, no cache, so every
-// request is introspected) with a record of the access tokens it was
-// shown.
+// request is introspected; or verifying JWT access tokens for its URL)
+// with a record of the access tokens it was shown.
 type contactsAPI struct {
 	URL  string
-	h    http.Handler
 	mu   sync.Mutex
+	h    http.Handler
 	seen []string
 }
 
-func startContactsAPI(t *testing.T, a *demotest.Authz, rs authz.ClientMetadata) *contactsAPI {
+func startContactsAPI(t *testing.T, a *demotest.Authz, rs authz.ClientMetadata, jwt bool) *contactsAPI {
 	t.Helper()
-	h, err := api.NewHandler(t.Context(), api.Config{Issuer: a.URL, ClientID: rs.ClientID, ClientSecret: rs.ClientSecret}, testLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := &contactsAPI{h: h}
+	x := &contactsAPI{}
+	// The server starts first: its URL is the resource JWTs must be for.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		x.mu.Lock()
 		if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			x.mu.Lock()
 			x.seen = append(x.seen, token)
-			x.mu.Unlock()
 		}
+		h := x.h
+		x.mu.Unlock()
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
+	cfg := api.Config{Issuer: a.URL, ClientID: rs.ClientID, ClientSecret: rs.ClientSecret}
+	if jwt {
+		cfg.Verify, cfg.Resource = api.VerifyJWT, srv.URL
+	}
+	h, err := api.NewHandler(t.Context(), cfg, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.mu.Lock()
+	x.h = h
+	x.mu.Unlock()
 	x.URL = srv.URL
 	return x
 }
@@ -75,7 +84,10 @@ func (x *contactsAPI) contacts(t *testing.T, token string) *contactsDoc {
 	req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/contacts", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	w := httptest.NewRecorder()
-	x.h.ServeHTTP(w, req)
+	x.mu.Lock()
+	h := x.h
+	x.mu.Unlock()
+	h.ServeHTTP(w, req)
 	var doc contactsDoc
 	if err := json.Unmarshal(w.Body.Bytes(), &doc); err != nil || w.Code != http.StatusOK || len(doc.Contacts) != 3 {
 		t.Fatalf("GET /contacts: %d %v\n%s", w.Code, err, w.Body)
@@ -100,9 +112,22 @@ type rig struct {
 
 func newRig(t *testing.T, opts ...func(*Config)) *rig {
 	t.Helper()
+	return newRigFor(t, false, opts...)
+}
+
+// newJWTRig is newRig with JWT access tokens: demo-bff gets them for the
+// API's URL, which the BFF asks for as its resource, and the API verifies
+// them itself.
+func newJWTRig(t *testing.T, opts ...func(*Config)) *rig {
+	t.Helper()
+	return newRigFor(t, true, opts...)
+}
+
+func newRigFor(t *testing.T, jwt bool, opts ...func(*Config)) *rig {
+	t.Helper()
 	a := demotest.StartAuthz(t, nil)
 	rs := a.CreateClient(t, authz.ClientMetadata{ClientID: "demo-api", ClientName: "Contacts API", GrantTypes: []string{"client_credentials"}})
-	x := startContactsAPI(t, a, rs)
+	x := startContactsAPI(t, a, rs, jwt)
 
 	// The BFF's server starts first, so that its URL is known for the
 	// client's registration; the handler is attached once built.
@@ -117,18 +142,25 @@ func newRig(t *testing.T, opts ...func(*Config)) *rig {
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	web := a.CreateClient(t, authz.ClientMetadata{
+	m := authz.ClientMetadata{
 		ClientID:               "demo-bff",
 		ClientName:             "Contacts demo",
 		RedirectURIs:           []string{srv.URL + "/callback"},
 		PostLogoutRedirectURIs: []string{srv.URL + "/"},
 		Scope:                  DefaultScope,
-	})
+	}
+	if jwt {
+		m.AccessTokenStrategy, m.Audience = "jwt", []string{x.URL}
+	}
+	web := a.CreateClient(t, m)
 	clk := &demotest.Clock{}
 	cfg := Config{
 		Issuer: a.URL, ClientID: web.ClientID, ClientSecret: web.ClientSecret,
 		RedirectURI: srv.URL + "/callback", APIURL: x.URL, Scopes: strings.Fields(DefaultScope),
 		Now: clk.Now,
+	}
+	if jwt {
+		cfg.Resource = x.URL
 	}
 	for _, o := range opts {
 		o(&cfg)

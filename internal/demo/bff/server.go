@@ -87,6 +87,11 @@ type Config struct {
 	PostLogoutRedirectURI string
 	// APIURL is the contacts API's base URL; the BFF calls APIURL/contacts.
 	APIURL string
+	// Resource, when set, is sent as RFC 8707's resource at sign-in, code
+	// exchange and refresh, so that the access token is for that API only
+	// (its aud). The contacts API that verifies JWT access tokens itself
+	// needs it: its own URL.
+	Resource string
 	// Scopes are asked for at sign-in.
 	Scopes []string
 	// StartupTimeout is how long NewServer waits for the issuer's discovery
@@ -126,6 +131,11 @@ func (c Config) Validate() error {
 	} {
 		if !isHTTPURL(u.value) {
 			return fmt.Errorf("%s %q is not an http(s) URL", u.name, u.value)
+		}
+	}
+	if c.Resource != "" {
+		if u, err := url.Parse(c.Resource); err != nil || !u.IsAbs() || u.Fragment != "" {
+			return fmt.Errorf("resource %q is not an absolute URI without a fragment (RFC 8707)", c.Resource)
 		}
 	}
 	if c.PostLogoutRedirectURI != "" && !isHTTPURL(c.PostLogoutRedirectURI) {

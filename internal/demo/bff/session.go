@@ -18,9 +18,10 @@ const (
 
 // session is a signed-in browser. Its tokens never leave the server.
 type session struct {
-	sub  string
-	name string // shown on the page
-	csrf string // the token our forms post back
+	sub      string
+	username string // preferred_username, for an API that does not say it
+	name     string // shown on the page
+	csrf     string // the token our forms post back
 
 	// mu guards the tokens. It is held across a refresh, so that two
 	// requests of one browser never refresh with the same refresh token:

@@ -38,7 +38,8 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, returnTo str
 		return
 	}
 	s.setCookie(w, loginCookie, id, loginLifetime)
-	http.Redirect(w, r, s.oauth.AuthCodeURL(pl.state, oidc.Nonce(pl.nonce), oauth2.S256ChallengeOption(pl.verifier)), http.StatusSeeOther)
+	opts := append([]oauth2.AuthCodeOption{oidc.Nonce(pl.nonce), oauth2.S256ChallengeOption(pl.verifier)}, s.resourceOption()...)
+	http.Redirect(w, r, s.oauth.AuthCodeURL(pl.state, opts...), http.StatusSeeOther)
 }
 
 // callback serves the redirect URI: it checks the state against the
@@ -80,7 +81,8 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, "The sign-in response has no code.", nil)
 		return
 	}
-	tok, err := s.oauth.Exchange(s.clientContext(ctx), code, oauth2.VerifierOption(pl.verifier))
+	opts := append([]oauth2.AuthCodeOption{oauth2.VerifierOption(pl.verifier)}, s.resourceOption()...)
+	tok, err := s.oauth.Exchange(s.clientContext(ctx), code, opts...)
 	if err != nil {
 		s.fail(w, r, http.StatusBadGateway, "The authorization code could not be exchanged for tokens.", err)
 		return
@@ -111,11 +113,12 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := &session{
-		sub:     idt.Subject,
-		name:    cmp.Or(claims.Name, claims.PreferredUsername, claims.Email, idt.Subject),
-		csrf:    rand.Text(),
-		token:   tok,
-		idToken: rawID,
+		sub:      idt.Subject,
+		username: claims.PreferredUsername,
+		name:     cmp.Or(claims.Name, claims.PreferredUsername, claims.Email, idt.Subject),
+		csrf:     rand.Text(),
+		token:    tok,
+		idToken:  rawID,
 	}
 	// A new id at every sign-in: a session id known before it cannot be
 	// made to stand for this user (session fixation).

@@ -198,8 +198,9 @@ func (a *Authz) SeedDemo(t testing.TB) (web, api authz.ClientMetadata) {
 
 // UserToken signs username in with the web client at its first redirect
 // URI (authorize → login → consent → code → exchange) and returns the
-// tokens. Nothing need listen at the redirect URI.
-func (a *Authz) UserToken(t testing.TB, web authz.ClientMetadata, username, scope string) *oauth2.Token {
+// tokens. Nothing need listen at the redirect URI. opts go with both the
+// authorization request and the exchange, such as Resource's.
+func (a *Authz) UserToken(t testing.TB, web authz.ClientMetadata, username, scope string, opts ...oauth2.AuthCodeOption) *oauth2.Token {
 	t.Helper()
 	conf := &oauth2.Config{
 		ClientID: web.ClientID, ClientSecret: web.ClientSecret, RedirectURL: web.RedirectURIs[0],
@@ -208,7 +209,7 @@ func (a *Authz) UserToken(t testing.TB, web authz.ClientMetadata, username, scop
 	}
 	b := NewBrowser(t)
 	verifier := oauth2.GenerateVerifier()
-	p := b.Get(conf.AuthCodeURL("some-state", oauth2.S256ChallengeOption(verifier)))
+	p := b.Get(conf.AuthCodeURL("some-state", append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}, opts...)...))
 	if !p.IsLogin() {
 		t.Fatalf("want the login page, got %d:\n%s", p.Status, p.Body)
 	}
@@ -221,11 +222,17 @@ func (a *Authz) UserToken(t testing.TB, web authz.ClientMetadata, username, scop
 	if code == "" || loc.Query().Get("state") != "some-state" {
 		t.Fatalf("no code in %s", loc)
 	}
-	tok, err := conf.Exchange(context.Background(), code, oauth2.VerifierOption(verifier))
+	tok, err := conf.Exchange(context.Background(), code, append([]oauth2.AuthCodeOption{oauth2.VerifierOption(verifier)}, opts...)...)
 	if err != nil {
 		t.Fatalf("exchange: %v", err)
 	}
 	return tok
+}
+
+// Resource asks for an access token for resource (RFC 8707), in
+// UserToken.
+func Resource(resource string) oauth2.AuthCodeOption {
+	return oauth2.SetAuthURLParam("resource", resource)
 }
 
 // ClientToken gets a client_credentials token.

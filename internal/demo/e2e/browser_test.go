@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/authz/authz/authz"
 	"github.com/authz/authz/internal/browsertest"
 	"github.com/authz/authz/internal/demo/api"
@@ -26,8 +28,29 @@ import (
 func TestDemoInBrowser(t *testing.T) {
 	t.Parallel()
 	env := browsertest.Require(t, "demo.mjs")
-	d := startDemo(t)
+	clickThrough(t, env, startDemo(t, false))
+}
 
+// TestDemoInBrowserJWT is the same with JWT access tokens, as "make demo
+// DEMO_TOKENS=jwt" runs it: the BFF's client gets RFC 9068 access tokens
+// for the API's URL (RFC 8707 resource), and the contacts API verifies
+// them itself against the JWKS, never asking authz about a token.
+func TestDemoInBrowserJWT(t *testing.T) {
+	t.Parallel()
+	env := browsertest.Require(t, "demo.mjs")
+	d := startDemo(t, true)
+	clickThrough(t, env, d)
+	if n := d.apiCalls.count("/oauth2/introspect"); n != 0 {
+		t.Errorf("the API introspected %d times, want 0: it verifies JWTs itself", n)
+	}
+	if n := d.apiCalls.count("/.well-known/jwks.json"); n == 0 {
+		t.Errorf("the API never fetched the JWKS")
+	}
+}
+
+// clickThrough runs demo.mjs against d and checks what it saw.
+func clickThrough(t *testing.T, env browsertest.Env, d *demo) {
+	t.Helper()
 	res := new(demoResult)
 	env.Run(t, browsertest.Script{
 		Name:    "demo.mjs",
@@ -115,50 +138,86 @@ type demo struct {
 	bff         string // the BFF's URL at localhost, as registered
 	bffLoopback string // the same server at 127.0.0.1
 	web         authz.ClientMetadata
+	jwt         bool       // JWT access tokens, verified by the API itself
+	apiCalls    *pathCount // the API's requests to authz
+}
+
+// pathCount counts the requests that go through it, by path.
+type pathCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (p *pathCount) RoundTrip(r *http.Request) (*http.Response, error) {
+	p.mu.Lock()
+	p.n[r.URL.Path]++
+	p.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (p *pathCount) count(path string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n[path]
 }
 
 // startDemo starts the three servers as "authz dev" and the demo commands
 // run them: every page at localhost, on its own port. Users alice and bob
 // are registered, with the BFF's client demo-bff and the API's demo-api.
-func startDemo(t *testing.T) *demo {
+// With jwt, as "authz dev --demo --demo-jwt-access-tokens": demo-bff gets
+// JWT access tokens and the API's URL as its audience, the BFF asks for
+// that resource, and the API verifies the tokens itself.
+func startDemo(t *testing.T, jwt bool) *demo {
 	t.Helper()
 	logger := demotest.Logger()
 	// authz's issuer is its localhost URL, as authz dev's is.
 	a := demotest.StartAuthz(t, nil, func(c *authz.Config) { c.Issuer = onLocalhost(t, c.Issuer) })
-	d := &demo{authz: a, issuer: onLocalhost(t, a.URL)}
+	d := &demo{authz: a, issuer: onLocalhost(t, a.URL), jwt: jwt, apiCalls: &pathCount{n: map[string]int{}}}
 	a.CreateUser(t, "alice", "Alice Example")
 	a.CreateUser(t, "bob", "Bob Example")
 
 	rs := a.CreateClient(t, authz.ClientMetadata{
 		ClientID: "demo-api", ClientName: "Contacts API", GrantTypes: []string{"client_credentials"},
 	})
-	apiHandler, err := api.NewHandler(t.Context(), api.Config{
+	// The API's server starts first too: in JWT mode its URL is the
+	// resource that tokens must be for.
+	apiSrv, attachAPI := startLate(t)
+	d.api = apiSrv.URL
+	apiCfg := api.Config{
 		Issuer: d.issuer, ClientID: rs.ClientID, ClientSecret: rs.ClientSecret,
-		Cache: api.DefaultCache, StartupTimeout: 10 * time.Second,
-	}, logger)
+		Cache: api.DefaultCache, StartupTimeout: 10 * time.Second, HTTPClient: &http.Client{Transport: d.apiCalls},
+	}
+	if jwt {
+		apiCfg.Verify, apiCfg.Resource = api.VerifyJWT, d.api
+	}
+	apiHandler, err := api.NewHandler(t.Context(), apiCfg, logger)
 	if err != nil {
 		t.Fatalf("api.NewHandler: %v", err)
 	}
-	apiSrv := httptest.NewServer(apiHandler)
-	t.Cleanup(apiSrv.Close)
-	d.api = apiSrv.URL
+	attachAPI(apiHandler)
 
 	// The BFF's server starts first, so that its URL is known for the
 	// client's registration; the handler is attached once built.
 	bffSrv, attach := startLate(t)
 	d.bffLoopback, d.bff = bffSrv.URL, onLocalhost(t, bffSrv.URL)
-	d.web = a.CreateClient(t, authz.ClientMetadata{
+	web := authz.ClientMetadata{
 		ClientID:               "demo-bff",
 		ClientName:             "Contacts demo",
 		RedirectURIs:           []string{d.bff + "/callback"},
 		PostLogoutRedirectURIs: []string{d.bff + "/"},
 		Scope:                  bff.DefaultScope,
-	})
-	h, err := bff.NewServer(t.Context(), bff.Config{
-		Issuer: d.issuer, ClientID: d.web.ClientID, ClientSecret: d.web.ClientSecret,
-		RedirectURI: d.bff + "/callback", PostLogoutRedirectURI: d.bff + "/",
+	}
+	bffCfg := bff.Config{
+		Issuer: d.issuer, RedirectURI: d.bff + "/callback", PostLogoutRedirectURI: d.bff + "/",
 		APIURL: d.api, Scopes: strings.Fields(bff.DefaultScope), StartupTimeout: 10 * time.Second,
-	}, logger)
+	}
+	if jwt {
+		web.AccessTokenStrategy, web.Audience = "jwt", []string{d.api}
+		bffCfg.Resource = d.api
+	}
+	d.web = a.CreateClient(t, web)
+	bffCfg.ClientID, bffCfg.ClientSecret = d.web.ClientID, d.web.ClientSecret
+	h, err := bff.NewServer(t.Context(), bffCfg, logger)
 	if err != nil {
 		t.Fatalf("bff.NewServer: %v", err)
 	}
@@ -212,7 +271,11 @@ type contact struct {
 // after the browser has run.
 func (d *demo) contactsOf(t *testing.T, username string) []contact {
 	t.Helper()
-	tok := d.authz.UserToken(t, d.web, username, bff.DefaultScope)
+	var opts []oauth2.AuthCodeOption
+	if d.jwt {
+		opts = append(opts, demotest.Resource(d.api))
+	}
+	tok := d.authz.UserToken(t, d.web, username, bff.DefaultScope, opts...)
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, d.api+"/contacts", nil)
 	if err != nil {
 		t.Fatal(err)
