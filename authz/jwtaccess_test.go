@@ -231,7 +231,7 @@ func TestJWTAccessTokenDefaults(t *testing.T) {
 		t.Fatalf("client_credentials: %d %+v", tok.status, tok)
 	}
 	_, claims := verifyWithJWKS(t, e, tok.AccessToken)
-	if claims["sub"] != svc.ClientID || !slices.Equal(strs(claims["aud"]), []string{e.issuer}) || claims["auth_time"] != nil {
+	if claims["sub"] != svc.ClientID || !slices.Equal(strs(claims["aud"]), []string{e.issuer}) || claims["auth_time"] != nil || claims["scope"] != "reports" {
 		t.Errorf("client_credentials JWT without resource: %v", claims)
 	}
 	tok, _ = tokenWithBody(t, e, url.Values{"grant_type": {"client_credentials"}, "scope": {"reports"}, "resource": {contactsAPI}}, svc)
@@ -392,5 +392,28 @@ func TestDuplicateParameters(t *testing.T) {
 	tok, _ := tokenWithBody(t, e, url.Values{"grant_type": {"client_credentials", "client_credentials"}}, client)
 	if tok.status != http.StatusBadRequest || tok.Error != "invalid_request" || !strings.Contains(tok.Description, "grant_type") {
 		t.Errorf("token with grant_type twice: %d %s %s", tok.status, tok.Error, tok.Description)
+	}
+}
+
+// TestClientCredentialsScope: a client_credentials token carries the
+// scopes asked for (and registered): fosite checks them but grants
+// nothing itself, so without us the token said no scope at all.
+func TestClientCredentialsScope(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.createClient(t, authz.ClientMetadata{
+		ClientName: "Batch job", GrantTypes: []string{"client_credentials"}, Scope: "reports audit",
+		TokenEndpointAuthMethod: "client_secret_basic",
+	})
+	rs := e.resourceServer(t)
+	tok, _ := tokenWithBody(t, e, url.Values{"grant_type": {"client_credentials"}, "scope": {"reports"}}, svc)
+	if tok.status != http.StatusOK || tok.Scope != "reports" {
+		t.Fatalf("client_credentials with scope reports: %d scope %q", tok.status, tok.Scope)
+	}
+	if info := e.introspect(t, tok.AccessToken, rs.ClientID, rs.ClientSecret); info["scope"] != "reports" || info["sub"] != nil && info["sub"] != "" {
+		t.Errorf("introspection of a client_credentials token: %v", info)
+	}
+	if bad, _ := tokenWithBody(t, e, url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}, svc); bad.status != http.StatusBadRequest || bad.Error != "invalid_scope" {
+		t.Errorf("client_credentials with an unregistered scope: %d %s", bad.status, bad.Error)
 	}
 }

@@ -112,10 +112,16 @@ func (g grantScoping) HandleTokenEndpointRequest(ctx context.Context, r fosite.A
 	if err := checkResources(r.GetClient(), resources); err != nil {
 		return err
 	}
-	for _, res := range resources {
-		r.GrantAudience(res)
+	// fosite's handler has checked the scopes and audience asked for
+	// against the registration but grants nothing: with no person to
+	// consent, what the client may ask for and asked for is granted.
+	for _, s := range r.GetRequestedScopes() {
+		r.GrantScope(s)
 	}
 	r.SetRequestedAudience(appendNew(r.GetRequestedAudience(), resources...))
+	for _, a := range r.GetRequestedAudience() {
+		r.GrantAudience(a)
+	}
 	return nil
 }
 
