@@ -8,6 +8,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -79,7 +80,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 	rep := &Report{
 		Started: t0, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH,
 		Database: b.db.Describe, PGVersion: b.db.Version, Duration: Seconds(o.Duration), Warmup: Seconds(o.Warmup()),
-		LoadBefore: loadAverage(),
+		LoadBefore: loadAverage(), IDTokenAlg: cmp.Or(o.IDTokenAlg, "RS256"),
 	}
 	logf("pgbench -S for %v ...", o.Duration)
 	if rep.Pgbench, err = measurePgbench(ctx, pgbenchBin, b.db.pgbench, o.Duration, o.PgbenchScale); err != nil {
@@ -141,7 +142,7 @@ func setUp(ctx context.Context, o Options, pgbenchBin string) (b *bed, err error
 	if b.srv, err = startServer(store, o.CPUProfile != ""); err != nil {
 		return b, err
 	}
-	if b.fx, err = prepare(ctx, store, b.srv.Issuer); err != nil {
+	if b.fx, err = prepare(ctx, store, b.srv.Issuer, o.IDTokenAlg); err != nil {
 		return b, fmt.Errorf("prepare: %w", err)
 	}
 	return b, nil

@@ -31,6 +31,10 @@ type Options struct {
 	NoFsync bool
 	// PgbenchScale is pgbench -i's scale factor.
 	PgbenchScale int
+	// IDTokenAlg is the id_token_signed_response_alg of the sign-in
+	// client whose codes and refresh tokens are exchanged ('' = RS256):
+	// signing its ID token is most of an exchange's CPU with RSA.
+	IDTokenAlg string
 	// DatabaseURL is the PostgreSQL to use instead of a private cluster
 	// (AUTHZ_DATABASE_URL); the benchmark makes and drops its own
 	// databases there.
@@ -79,6 +83,7 @@ func ParseArgs(args []string, getenv func(string) string, stderr io.Writer) (Opt
 	fs.StringVar(&ops, "ops", "", "comma-separated operations to run (default all)")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as JSON")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the server's CPU profile to `file`, labelled op=<operation>/c<N> (go tool pprof -tagfocus)")
+	fs.StringVar(&o.IDTokenAlg, "id-token-alg", "", "`alg` the sign-in client's ID tokens are signed with: RS256 (default), PS256, ES256 or EdDSA")
 	fs.BoolVar(&o.NoFsync, "no-fsync", false, "run the private cluster as the tests do: fsync and synchronous_commit off, data in RAM")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -100,6 +105,11 @@ func ParseArgs(args []string, getenv func(string) string, stderr io.Writer) (Opt
 	var err error
 	if o.Ops, err = parseOps(ops); err != nil {
 		return o, err
+	}
+	switch o.IDTokenAlg {
+	case "", "RS256", "PS256", "ES256", "EdDSA":
+	default:
+		return o, fmt.Errorf("--id-token-alg %q: want RS256, PS256, ES256 or EdDSA", o.IDTokenAlg)
 	}
 	if o.NoFsync && o.DatabaseURL != "" {
 		return o, errors.New("--no-fsync applies to the private cluster only, not to AUTHZ_DATABASE_URL")

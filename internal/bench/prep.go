@@ -38,12 +38,12 @@ type fixtures struct {
 // a first-party app would), a resource server that introspects, and a
 // machine client for client_credentials; it creates users with login
 // sessions, and mints access tokens through the real signed-in flow.
-func prepare(ctx context.Context, store *storage.Store, issuer string) (*fixtures, error) {
+func prepare(ctx context.Context, store *storage.Store, issuer, idTokenAlg string) (*fixtures, error) {
 	f := &fixtures{}
 	var err error
 	if f.bff, err = authz.CreateClient(ctx, store, authz.ClientMetadata{
 		ClientName: "bench BFF", RedirectURIs: []string{redirectURI}, Scope: bffScope,
-		TokenEndpointAuthMethod: "client_secret_basic", SkipConsent: true,
+		TokenEndpointAuthMethod: "client_secret_basic", SkipConsent: true, IDTokenSignedResponseAlg: idTokenAlg,
 	}); err != nil {
 		return nil, fmt.Errorf("create the BFF client: %w", err)
 	}

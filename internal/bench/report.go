@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,7 +21,9 @@ type Report struct {
 	Database  string    `json:"database"`
 	PGVersion string    `json:"postgresql_version"`
 	Duration  Seconds   `json:"duration_s"` // measured, per run
-	Warmup    Seconds   `json:"warmup_s"`
+	// IDTokenAlg signs the sign-in client's ID tokens (exchange, refresh).
+	IDTokenAlg string  `json:"id_token_alg"`
+	Warmup     Seconds `json:"warmup_s"`
 	// LoadBefore and LoadAfter are the machine's 1-minute load average
 	// before and after the runs: well above the benchmark's own share,
 	// something else was competing for the CPUs.
@@ -111,8 +114,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "authz-bench %s: %d CPUs, %s, %s; PostgreSQL %s, %s\n",
 		r.Started.UTC().Format("2006-01-02 15:04 MST"), r.CPUs, r.Platform, r.GoVersion, r.PGVersion, r.Database)
-	fmt.Fprintf(&b, "each run: %s measured after a %s warm-up, closed loop, loopback HTTP/1.1 keep-alive; load average %.2f before, %.2f after\n",
-		time.Duration(r.Duration), time.Duration(r.Warmup), r.LoadBefore, r.LoadAfter)
+	fmt.Fprintf(&b, "each run: %s measured after a %s warm-up, closed loop, loopback HTTP/1.1 keep-alive; ID tokens %s; load average %.2f before, %.2f after\n",
+		time.Duration(r.Duration), time.Duration(r.Warmup), cmp.Or(r.IDTokenAlg, "RS256"), r.LoadBefore, r.LoadAfter)
 	p := r.Pgbench
 	fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d (scale %d): %s tps, latency average %.3f ms\n\n",
 		p.Clients, p.Threads, p.Seconds, p.Scale, thousands(p.TPS), p.LatencyMS)

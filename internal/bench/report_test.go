@@ -52,7 +52,7 @@ func TestWriteTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `authz-bench 2026-12-03 10:00 UTC: 2 CPUs, linux/amd64, go1.26; PostgreSQL 15.18, private cluster
-each run: 7s measured after a 875ms warm-up, closed loop, loopback HTTP/1.1 keep-alive; load average 0.50 before, 2.25 after
+each run: 7s measured after a 875ms warm-up, closed loop, loopback HTTP/1.1 keep-alive; ID tokens RS256; load average 0.50 before, 2.25 after
 pgbench -S -c 32 -j 2 -T 7 (scale 10): 40,000 tps, latency average 0.800 ms
 
 operation                        conc  req/s  p50 ms  p99 ms  errors  SQL/op  CPU µs/req  pg µs/req  RSS MB  ×pgbench  note
