@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -250,15 +251,25 @@ func (f *faultWriter) Write(b []byte) (int, error) {
 func (f *faultWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // writeUnavailable is the 503 of machine endpoints (RFC 6749 4.1.2.1's
-// temporarily_unavailable; RFC 7009 2.2.1 for revocation).
-func writeUnavailable(w http.ResponseWriter, _ *http.Request) {
+// temporarily_unavailable; RFC 7009 2.2.1 for revocation). It says that
+// nothing was changed, except after a COMMIT whose outcome could not be
+// learnt (storage.ErrOutcomeUnknown): then it says so.
+func writeUnavailable(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json;charset=UTF-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Retry-After", retryAfterSeconds)
 	w.WriteHeader(http.StatusServiceUnavailable)
+	if r != nil && storage.OutcomeUnknown(r.Context()) {
+		_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":` + strconv.Quote(outcomeUnknownDescription) + `}` + "\n"))
+		return
+	}
 	_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The authorization server cannot reach its database right now; nothing was changed. Retry later."}` + "\n"))
 }
+
+// outcomeUnknownDescription is the 503's description when the database
+// stopped answering while committing the request's work.
+const outcomeUnknownDescription = "The authorization server lost its database while committing this request, and cannot tell whether it took effect. Retry later; a code or refresh token may then be reported as already used."
 
 // unavailable answers a request the database failed: a page for what a
 // person sees in a browser, JSON for machines.
@@ -277,10 +288,10 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request) {
 }
 
 // browserPath reports whether people, not programs, load path: the pages
-// of the authorize flow and logout.
+// of the authorize flow, the device verification page and logout.
 func (h *Handler) browserPath(path string) bool {
 	path = strings.TrimPrefix(path, h.base)
-	return path == "/oauth2/authorize" || path == "/oauth2/logout" || path == "/" || path == ""
+	return path == "/oauth2/authorize" || path == "/device" || path == "/oauth2/logout" || path == "/" || path == ""
 }
 
 // refuseForeignTarget refuses a request whose target is in absolute form

@@ -21,6 +21,11 @@ import (
 // retry; nothing the request asked for was done.
 var ErrUnavailable = errors.New("the database is unavailable")
 
+// ErrOutcomeUnknown says a COMMIT was sent and its answer lost, and the
+// server could not be asked in time whether it took effect: the request's
+// work may or may not persist. It comes wrapped with ErrUnavailable.
+var ErrOutcomeUnknown = errors.New("whether the transaction took effect is unknown")
+
 // Unavailable reports whether err is a database failure (see ErrUnavailable)
 // as opposed to an answer about the data (not found, already exists) or a
 // bug in a query.
@@ -80,6 +85,14 @@ func WithFaultRecorder(ctx context.Context) (context.Context, *FaultRecorder) {
 // whose failure the caller covers (a cache that answers from memory).
 func WithoutFaultRecording(ctx context.Context) context.Context {
 	return context.WithValue(ctx, faultKey{}, (*FaultRecorder)(nil))
+}
+
+// OutcomeUnknown reports whether the failure recorded in ctx's request
+// was a COMMIT of unknown outcome (ErrOutcomeUnknown): its answer must
+// not claim that nothing was changed.
+func OutcomeUnknown(ctx context.Context) bool {
+	f, _ := ctx.Value(faultKey{}).(*FaultRecorder)
+	return errors.Is(f.Err(), ErrOutcomeUnknown)
 }
 
 // Err returns the first recorded failure, wrapping ErrUnavailable, or nil.

@@ -263,7 +263,11 @@ func TestCommitAnswerLost(t *testing.T) {
 	var fault atomic.Value // commitFault
 	fault.Store(commitFault(0))
 	var d net.Dialer
+	var refuseDials atomic.Bool
 	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if refuseDials.Load() {
+			return nil, errors.New("the test refuses new connections")
+		}
 		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
@@ -289,9 +293,11 @@ func TestCommitAnswerLost(t *testing.T) {
 		name    string
 		fault   commitFault
 		persist bool
+		unknown bool // and the server cannot be asked
 	}{
-		{"committed, answer lost", loseAnswer, true},
-		{"never sent", dropCommit, false},
+		{"committed, answer lost", loseAnswer, true, false},
+		{"never sent", dropCommit, false, false},
+		{"committed, answer lost, server out of reach", loseAnswer, true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,14 +307,25 @@ func TestCommitAnswerLost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sig := "lost-" + fmt.Sprint(tc.fault)
+			sig := "lost-" + fmt.Sprint(tc.fault) + fmt.Sprint(tc.unknown)
 			if err := s.CreateAuthorizeCodeSession(ctx, sig, codeRequest("r-"+sig, c)); err != nil {
 				t.Fatal(err)
 			}
 			fault.Store(tc.fault)
+			refuseDials.Store(tc.unknown)
 			err = s.Commit(ctx)
 			fault.Store(commitFault(0))
+			refuseDials.Store(false)
 			_, getErr := s.GetAuthorizeCodeSession(t.Context(), sig, openid.NewDefaultSession())
+			if tc.unknown {
+				if getErr != nil {
+					t.Fatalf("the commit did not persist (%v); the test's fault is wrong", getErr)
+				}
+				if !errors.Is(err, storage.ErrOutcomeUnknown) || !storage.Unavailable(err) {
+					t.Fatalf("BUG: a commit whose outcome could not be learnt reported as %v, want ErrOutcomeUnknown", err)
+				}
+				return
+			}
 			if tc.persist {
 				if getErr != nil {
 					t.Fatalf("the commit did not persist (%v); the test's fault is wrong", getErr)

@@ -213,7 +213,9 @@ func (s *Store) Commit(ctx context.Context) error {
 		defer cancel()
 	}
 	defer sc.u.end()
-	err := sc.u.tx.Commit(commitCtx)
+	// The COMMIT's failure is recorded against the request (as a fault)
+	// only once its outcome is known.
+	err := sc.u.tx.Commit(WithoutFaultRecording(commitCtx))
 	if err == nil {
 		return nil
 	}
@@ -225,10 +227,11 @@ func (s *Store) Commit(ctx context.Context) error {
 		case "committed":
 			return nil
 		case "aborted":
-			return translate("commit", err)
+		default:
+			err = fmt.Errorf("transaction %s: %w: %w: %w", xid, ErrUnavailable, ErrOutcomeUnknown, err)
 		}
-		return translate(fmt.Sprintf("commit (transaction %s; whether it took effect is unknown)", xid), err)
 	}
+	recordFault(ctx, err)
 	return translate("commit", err)
 }
 
