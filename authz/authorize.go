@@ -64,6 +64,20 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		r.Form.Del(f)
 		r.PostForm.Del(f)
 	}
+	// A request_uri names a pushed request (RFC 9126 4), whose parameters
+	// replace the request's (see par.go). Where PAR is required, nothing
+	// else is accepted, on GET or on a page's POST.
+	if r.Form.Has("request_uri") {
+		var err error
+		if r, err = h.resolvePushed(w, r); err != nil {
+			h.authorizeError(w, r, nil, err)
+			return
+		}
+		ctx = r.Context()
+	} else if h.cfg.RequirePAR {
+		h.authorizeError(w, r, nil, errPARRequired())
+		return
+	}
 
 	// Every redirect to the client passes through rw, which adds iss
 	// (RFC 9207) and drops the stand-in state (below).
@@ -87,6 +101,10 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ar, err := h.provider.NewAuthorizeRequest(ctx, r)
+	if pushedOf(r) == nil && ar != nil && ar.GetClient() != nil && ar.GetClient().GetID() != "" && h.parRequired(ar.GetClient()) {
+		h.authorizeError(w, r, nil, errPARRequired())
+		return
+	}
 	if ar != nil && ar.IsRedirectURIValid() {
 		rw.redirect = ar.GetRedirectURI()
 	}
@@ -292,8 +310,19 @@ func loginProof(secret []byte, r *http.Request, cookieName string, p prompt, cli
 // browser came with, and reports the user; the flow continues in this
 // response. On failure it has already answered.
 func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, client *storage.Client, in pageInput) (*storage.User, time.Time, bool) {
+	return h.signIn(w, r, client, in.username, in.password,
+		func(message string, status int) { h.showLogin(w, r, ar, client, in.username, message, status) },
+		func(err error) { h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err)) })
+}
+
+// signIn checks a login form's credentials under the login throttles and
+// starts a login session for this browser, for whichever page asked (the
+// authorize flow's, the device flow's). On failure it has answered: with
+// the form again through retry, or with a server error through fail.
+func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, client *storage.Client, username, password string,
+	retry func(message string, status int), fail func(err error)) (*storage.User, time.Time, bool) {
 	ctx := r.Context()
-	user, err := h.checkLogin(ctx, r, in.username, in.password)
+	user, err := h.checkLogin(ctx, r, username, password)
 	var refused *loginRefused
 	switch {
 	case errors.As(err, &refused):
@@ -304,23 +333,23 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 			Attrs: []slog.Attr{slog.String("reason", "throttled"), slog.String("throttle", refused.by)}})
 		auditLockout(ctx, client.ID, refused.by, refused.retryAfter)
 		setRetryAfter(w.Header(), refused.retryAfter)
-		h.showLogin(w, r, ar, client, in.username, refused.message(), http.StatusTooManyRequests)
+		retry(refused.message(), http.StatusTooManyRequests)
 		return nil, time.Time{}, false
 	case errors.Is(err, storage.ErrInvalidCredentials):
 		h.log.Info("login failed", "client_id", client.ID)
 		noteOutcome(r, signInInvalidCredentials)
 		auditSignInFailure(ctx, client.ID, err)
-		h.showLogin(w, r, ar, client, in.username, "Incorrect username or password.", http.StatusOK)
+		retry("Incorrect username or password.", http.StatusOK)
 		return nil, time.Time{}, false
 	case errors.Is(err, storage.ErrBusy):
 		h.log.Warn("login refused: too many password checks in progress")
 		noteOutcome(r, signInBusy)
 		setRetryAfter(w.Header(), busyRetryAfter)
-		h.showLogin(w, r, ar, client, in.username, "The service is busy. Please try again in a moment.", http.StatusServiceUnavailable)
+		retry("The service is busy. Please try again in a moment.", http.StatusServiceUnavailable)
 		return nil, time.Time{}, false
 	case err != nil:
 		noteOutcome(r, signInError)
-		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		fail(err)
 		return nil, time.Time{}, false
 	}
 	previous := ""
@@ -330,7 +359,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, ar fosite.Author
 	cookie, sess, err := h.store.StartLoginSession(ctx, user.ID, h.cfg.LoginSessionLifespan, previous)
 	if err != nil {
 		noteOutcome(r, signInError)
-		h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		fail(err)
 		return nil, time.Time{}, false
 	}
 	noteOutcome(r, signInSuccess)
@@ -398,10 +427,22 @@ func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	// redeemable without the verifier. (InTx reruns the transaction should
 	// it lose a serialization race.)
 	var resp fosite.AuthorizeResponder
+	// A pushed request is spent with its code: one push, one code.
 	err := h.store.InTx(r.Context(), func(ctx context.Context) (err error) {
+		if p := pushedOf(r); p != nil {
+			if err := h.store.ConsumePAR(ctx, p.requestURI, p.browser); errors.Is(err, storage.ErrNotFound) {
+				return errPushedSpent
+			} else if err != nil {
+				return fosite.ErrServerError.WithWrap(err)
+			}
+		}
 		resp, err = h.provider.NewAuthorizeResponse(ctx, ar, h.newSession(user, authTime, requestedAt, ar.GetGrantedScopes()))
 		return err
 	})
+	if errors.Is(err, errPushedSpent) {
+		h.authorizeError(w, r, nil, errUnknownPushed())
+		return
+	}
 	if err != nil {
 		h.authorizeError(w, r, ar, err)
 		return
@@ -448,7 +489,7 @@ func (h *Handler) showLogin(w http.ResponseWriter, r *http.Request, ar fosite.Au
 	h.pages.renderLogin(w, status, loginPage{
 		Action:     h.base + "/oauth2/authorize",
 		CSRFToken:  h.csrfToken(w, r),
-		Hidden:     hiddenFields(clientParams(ar)),
+		Hidden:     carriedFields(r, ar),
 		ClientName: clientName(client),
 		Username:   username,
 		Error:      message,
@@ -467,7 +508,7 @@ func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.
 		return
 	}
 	csrf := h.csrfToken(w, r)
-	hidden := append(hiddenFields(clientParams(ar)), hiddenField{Name: "login_proof", Value: loginProof(h.cfg.Secrets[0], r, h.csrfCookie, p, client.ID, authTime)})
+	hidden := append(carriedFields(r, ar), hiddenField{Name: "login_proof", Value: loginProof(h.cfg.Secrets[0], r, h.csrfCookie, p, client.ID, authTime)})
 	h.pages.renderConsent(w, http.StatusOK, consentPage{
 		Action:       h.base + "/oauth2/authorize",
 		CSRFToken:    csrf,

@@ -24,10 +24,10 @@ import (
 // Grant types, response types and client authentication methods this server
 // supports. Discovery and validation both read these lists.
 var (
-	supportedGrantTypes = []string{"authorization_code", "refresh_token", "client_credentials", "implicit"}
+	supportedGrantTypes = []string{"authorization_code", "refresh_token", "client_credentials", "implicit", deviceCodeGrant}
 	// tokenGrantTypes are those the token endpoint takes (implicit has
 	// no token request).
-	tokenGrantTypes        = []string{"authorization_code", "refresh_token", "client_credentials"}
+	tokenGrantTypes        = []string{"authorization_code", "refresh_token", "client_credentials", deviceCodeGrant}
 	supportedResponseTypes = []string{"code", "token", "id_token", "id_token token"}
 	// implicitResponseTypes are those of the implicit flow (OpenID
 	// Connect Core 3.2), for clients registered for grant type implicit.
@@ -92,6 +92,10 @@ type ClientMetadata struct {
 	// tokens (OpenID Connect Registration 2): RS256 (the default), PS256,
 	// ES256 or EdDSA.
 	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
+	// RequirePushedAuthorizationRequests: the client's authorize requests
+	// must come through POST /oauth2/par (RFC 9126 6). A client may ask
+	// this of itself at registration.
+	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests,omitempty"`
 
 	AccessTokenLifespan  int64 `json:"access_token_lifespan,omitempty"`
 	RefreshTokenLifespan int64 `json:"refresh_token_lifespan,omitempty"`
@@ -170,7 +174,7 @@ func (m *ClientMetadata) Normalize() {
 	m.Scope = strings.Join(strings.Fields(m.Scope), " ")
 	// RFC 7591 2 lets the server pick default scopes. A sign-in client with
 	// none could ask for nothing at all, so it gets the OpenID Connect ones.
-	if m.Scope == "" && slices.Contains(m.GrantTypes, "authorization_code") {
+	if m.Scope == "" && (slices.Contains(m.GrantTypes, "authorization_code") || slices.Contains(m.GrantTypes, deviceCodeGrant) || slices.Contains(m.GrantTypes, "implicit")) {
 		m.Scope = DefaultClientScope
 	}
 }
@@ -235,8 +239,10 @@ func (m *ClientMetadata) Validate() error {
 	if usesCode != slices.Contains(m.ResponseTypes, "code") {
 		return invalidMetadata("grant type authorization_code and response type code go together")
 	}
-	if slices.Contains(m.GrantTypes, "refresh_token") && !usesCode {
-		return invalidMetadata("grant type refresh_token needs grant type authorization_code")
+	// A device client (RFC 8628) signs people in without a redirect: it
+	// needs neither redirect_uris nor response_types.
+	if slices.Contains(m.GrantTypes, "refresh_token") && !usesCode && !slices.Contains(m.GrantTypes, deviceCodeGrant) {
+		return invalidMetadata("grant type refresh_token needs grant type authorization_code or %s", deviceCodeGrant)
 	}
 	if !slices.Contains(supportedAuthMethods, m.TokenEndpointAuthMethod) {
 		return invalidMetadata("unknown token_endpoint_auth_method %q (supported: %s)", m.TokenEndpointAuthMethod, strings.Join(supportedAuthMethods, ", "))
@@ -733,6 +739,8 @@ func (m *ClientMetadata) storageClient() *storage.Client {
 		AccessTokenLifespan:         int(m.AccessTokenLifespan),
 		RefreshTokenLifespan:        int(m.RefreshTokenLifespan),
 		IDTokenLifespan:             int(m.IDTokenLifespan),
+
+		RequirePushedAuthorizationRequests: m.RequirePushedAuthorizationRequests,
 	}
 }
 
@@ -761,6 +769,8 @@ func ClientMetadataOf(c *storage.Client) ClientMetadata {
 		AccessTokenLifespan:         int64(c.AccessTokenLifespan),
 		RefreshTokenLifespan:        int64(c.RefreshTokenLifespan),
 		IDTokenLifespan:             int64(c.IDTokenLifespan),
+
+		RequirePushedAuthorizationRequests: c.RequirePushedAuthorizationRequests,
 	}
 	if len(c.GetRotatedHashes()) > 0 {
 		exp := c.RotatedSecretExpiresAt.Unix()

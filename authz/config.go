@@ -37,9 +37,18 @@ type Config struct {
 	// ConsentLifespan is how long a remembered consent lasts; 0 keeps it
 	// until withdrawn.
 	ConsentLifespan time.Duration
+	// DeviceCodeLifespan is how long a device authorization request
+	// (RFC 8628) waits for the person; 0 means DefaultDeviceCodeLifespan.
+	DeviceCodeLifespan time.Duration
 
 	// AllowPlainPKCE accepts the "plain" PKCE method. Off: S256 only.
 	AllowPlainPKCE bool
+	// RequirePAR refuses every authorize request that does not come
+	// through POST /oauth2/par (RFC 9126 6), whatever the client registered.
+	RequirePAR bool
+	// PARLifespan is how long a pushed request's request_uri may wait for
+	// its first use; 0 means DefaultPARLifespan.
+	PARLifespan time.Duration
 	// TemplatesDir, when set, replaces the embedded pages with a copy on disk.
 	TemplatesDir string
 	// BrandName is the product name every page shows (title, header,
@@ -149,6 +158,7 @@ const DefaultAdminListen = "127.0.0.1:8081"
 // Defaults for the lifespans.
 const (
 	DefaultAuthorizeCodeLifespan = 10 * time.Minute
+	DefaultDeviceCodeLifespan    = 10 * time.Minute
 	DefaultAccessTokenLifespan   = time.Hour
 	DefaultRefreshTokenLifespan  = 30 * 24 * time.Hour
 	DefaultIDTokenLifespan       = time.Hour
@@ -156,6 +166,7 @@ const (
 	DefaultClientSecretGrace     = 24 * time.Hour
 	DefaultRequestTimeout        = 5 * time.Second
 	DefaultRefreshReuseWindow    = 2 * time.Second
+	DefaultPARLifespan           = time.Minute
 )
 
 // MaxRequestTimeout is the longest RequestTimeout accepted: the HTTP
@@ -239,9 +250,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_ID_TOKEN_LIFESPAN", &c.IDTokenLifespan},
 		{"AUTHZ_LOGIN_SESSION_LIFESPAN", &c.LoginSessionLifespan},
 		{"AUTHZ_CONSENT_LIFESPAN", &c.ConsentLifespan},
+		{"AUTHZ_DEVICE_CODE_LIFESPAN", &c.DeviceCodeLifespan},
 		{"AUTHZ_CLIENT_SECRET_GRACE", &c.ClientSecretGrace},
 		{"AUTHZ_REQUEST_TIMEOUT", &c.RequestTimeout},
 		{"AUTHZ_REFRESH_REUSE_WINDOW", &c.RefreshReuseWindow},
+		{"AUTHZ_PAR_LIFESPAN", &c.PARLifespan},
 	}
 	for _, d := range durations {
 		v := getenv(d.name)
@@ -264,6 +277,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_PPROF", &c.Pprof},
 		{"AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS", &c.RegistrationJWTAccessTokens},
 		{"AUTHZ_REGISTRATION_IMPLICIT", &c.RegistrationImplicit},
+		{"AUTHZ_REQUIRE_PAR", &c.RequirePAR},
 	}
 	for _, b := range bools {
 		v := getenv(b.name)
@@ -349,6 +363,9 @@ func (c *Config) Validate() error {
 	if c.AccessTokenLifespan <= 0 {
 		return fmt.Errorf("AUTHZ_ACCESS_TOKEN_LIFESPAN %s must be positive", c.AccessTokenLifespan)
 	}
+	if c.DeviceCodeLifespan < 0 || c.DeviceCodeLifespan > time.Hour {
+		return fmt.Errorf("AUTHZ_DEVICE_CODE_LIFESPAN %s must be positive and at most 1h", c.DeviceCodeLifespan)
+	}
 	if c.RefreshTokenLifespan <= 0 {
 		return fmt.Errorf("AUTHZ_REFRESH_TOKEN_LIFESPAN %s must be positive", c.RefreshTokenLifespan)
 	}
@@ -369,6 +386,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshReuseWindow < 0 || c.RefreshReuseWindow > time.Minute {
 		return fmt.Errorf("AUTHZ_REFRESH_REUSE_WINDOW %s must be between 0 (strict) and 1m", c.RefreshReuseWindow)
+	}
+	if c.PARLifespan != 0 && (c.PARLifespan < 10*time.Second || c.PARLifespan > 10*time.Minute) {
+		return fmt.Errorf("AUTHZ_PAR_LIFESPAN %s must be between 10s and 10m (RFC 9126 2.2: short-lived)", c.PARLifespan)
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < MinSecretLength {
 		return fmt.Errorf("AUTHZ_ADMIN_TOKEN is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48)", len(c.AdminToken), MinSecretLength)
@@ -454,3 +474,11 @@ func (c *Config) MetricsOnAdmin() bool {
 }
 
 func (c *Config) secureCookies() bool { return strings.HasPrefix(c.Issuer, "https://") }
+
+// parLifespan is how long a request_uri may wait for its first use.
+func (c *Config) parLifespan() time.Duration {
+	if c.PARLifespan == 0 {
+		return DefaultPARLifespan
+	}
+	return c.PARLifespan
+}

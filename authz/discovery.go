@@ -38,6 +38,7 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request) {
 		"issuer":                                           iss,
 		"authorization_endpoint":                           iss + "/oauth2/authorize",
 		"token_endpoint":                                   iss + "/oauth2/token",
+		"device_authorization_endpoint":                    iss + "/oauth2/device/auth",
 		"introspection_endpoint":                           iss + "/oauth2/introspect",
 		"revocation_endpoint":                              iss + "/oauth2/revoke",
 		"userinfo_endpoint":                                iss + "/userinfo",
@@ -66,6 +67,10 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Registration == RegistrationToken || h.cfg.Registration == RegistrationOpen {
 		doc["registration_endpoint"] = iss + "/oauth2/register"
 	}
+	// Pushed authorization requests (RFC 9126 5); when required of every
+	// client, an authorize request without request_uri is refused.
+	doc["pushed_authorization_request_endpoint"] = iss + "/oauth2/par"
+	doc["require_pushed_authorization_requests"] = h.cfg.RequirePAR
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_ = json.NewEncoder(w).Encode(doc)

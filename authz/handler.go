@@ -38,6 +38,8 @@ type Store interface {
 	InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error
 	PrefetchCode(ctx context.Context, signature, code string) error
 	PrefetchToken(ctx context.Context, accessSignature, refreshSignature string) error
+	ClaimPAR(ctx context.Context, requestURI, clientID, browser string, holdUntil time.Time) (url.Values, error)
+	ConsumePAR(ctx context.Context, requestURI, browser string) error
 
 	Authenticate(ctx context.Context, username, password string) (*storage.User, error)
 	User(ctx context.Context, id string) (*storage.User, error)
@@ -132,6 +134,8 @@ func (h *Handler) routes() http.Handler {
 
 	// Pages a person uses in a browser: cross-origin form posts refused.
 	sub.Handle("/oauth2/authorize", browser.Handler(http.HandlerFunc(h.authorize))).Methods(http.MethodGet, http.MethodPost)
+	// The device flow's verification page (RFC 8628 3.3).
+	sub.Handle("/device", browser.Handler(http.HandlerFunc(h.device))).Methods(http.MethodGet, http.MethodPost)
 	// Logout takes cross-site POSTs from relying parties (RP-initiated
 	// logout); it checks the origin itself for our own confirmation form.
 	sub.HandleFunc("/oauth2/logout", h.logout).Methods(http.MethodGet, http.MethodPost)
@@ -145,7 +149,9 @@ func (h *Handler) routes() http.Handler {
 	sub.HandleFunc("/oauth2/introspect", h.introspect).Methods(http.MethodPost)
 	for path, handler := range map[string]http.HandlerFunc{
 		"/oauth2/token":                           h.token,
+		"/oauth2/device/auth":                     h.deviceAuthorization,
 		"/oauth2/revoke":                          h.revoke,
+		"/oauth2/par":                             h.par,
 		"/userinfo":                               h.userinfo,
 		"/.well-known/openid-configuration":       h.discovery,
 		"/.well-known/oauth-authorization-server": h.discovery,

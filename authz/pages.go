@@ -113,6 +113,12 @@ var pageFiles = []struct {
 	{pageErrorFile, errorPage{Title: "t", Message: "m", Code: "c", Reason: "r", RequestID: "i"}},
 	{pageLogoutFile, logoutPage{Action: "/", CSRFToken: "t", Hidden: []hiddenField{{"k", "v"}}, ClientName: "App"}},
 	{pageLoggedOutFile, loggedOutPage{ContinueURL: "https://app.example/bye", ContinueName: "App", StillSignedIn: true}},
+	{pageDeviceFile, devicePage{
+		Action: "/", CSRFToken: "t", Hidden: []hiddenField{{"k", "v"}}, Step: "confirm", UserCode: "BDWP-HQPK", Error: "e",
+		ClientName: "App", ClientURI: "https://app.example", LogoURI: "https://app.example/logo.png",
+		Username: "user", Scopes: []scopeView{{"openid", "d"}},
+	}},
+	{pageDeviceDoneFile, deviceDonePage{Approved: true}},
 	{pageHomeFile, homePage{Issuer: "https://id.example", DiscoveryURL: "https://id.example/d", JWKSURL: "https://id.example/j",
 		Dev: &homeDev{Username: "alice", Password: "p", SignInURL: "https://id.example/a",
 			Clients: []homeClient{{ID: "c", Secret: "s", Kind: "k", RedirectURIs: []string{"https://app.example/cb"}}}}}},
@@ -121,7 +127,7 @@ var pageFiles = []struct {
 // pageOptional are pages added after operators began to re-brand: a
 // templates directory made before them lacks them, and gets the embedded
 // page inside its own layout instead of failing at start-up.
-var pageOptional = map[string]bool{pageHomeFile: true}
+var pageOptional = map[string]bool{pageHomeFile: true, pageDeviceFile: true, pageDeviceDoneFile: true}
 
 // pageFormReserved are the form field names the pages set themselves; a
 // carried-through hidden field with one of these names is dropped so it can

@@ -33,9 +33,10 @@ type fositeConfig struct {
 func (c *fositeConfig) GetMinParameterEntropy(context.Context) int { return 1 }
 
 // GetTokenURLs are the audiences a private_key_jwt client assertion may
-// name: the token endpoint or the issuer (RFC 7523 3, OpenID Connect Core 9).
+// name: the token endpoint or the issuer (RFC 7523 3, OpenID Connect Core 9),
+// or the pushed authorization request endpoint (RFC 9126 2).
 func (c *fositeConfig) GetTokenURLs(context.Context) []string {
-	return []string{c.TokenURL, c.AccessTokenIssuer}
+	return []string{c.TokenURL, c.AccessTokenIssuer, c.AccessTokenIssuer + "/oauth2/par"}
 }
 
 // strategy is what fosite's handlers take as their strategy: opaque HMAC
@@ -70,6 +71,11 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		IDTokenIssuer:       cfg.Issuer,
 		AllowedPromptValues: []string{"none", "login", "consent", "select_account"},
 		JWKSFetcherStrategy: jwks,
+		// Pushed authorization requests (RFC 9126): the authorize
+		// endpoint resolves request_uri itself (resolvePushed) and
+		// enforces PAR per client, so fosite's enforcement stays off.
+		PushedAuthorizeRequestURIPrefix: parURIPrefix,
+		PushedAuthorizeContextLifespan:  cfg.parLifespan(),
 	}}
 	signer := &keySigner{keys: keys}
 	s := &strategy{
@@ -99,6 +105,10 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		// client, which is every client by default.
 		compose.OAuth2AuthorizeImplicitFactory,
 		compose.OpenIDConnectImplicitFactory,
+		// The device authorization grant (RFC 8628), ours: device_grant.go.
+		deviceGrantFactory(cfg),
+		// POST /oauth2/par (RFC 9126): stores a validated request.
+		compose.PushedAuthorizeHandlerFactory,
 	}
 	provider := fosite.NewOAuth2Provider(store, fc)
 	fc.ClientAuthenticationStrategy = withAssertionChecks(withClientThrottle(store, share, func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
@@ -134,6 +144,9 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		}
 		if rh, ok := h.(fosite.RevocationHandler); ok {
 			fc.RevocationHandlers.Append(rh)
+		}
+		if ph, ok := h.(fosite.PushedAuthorizeEndpointHandler); ok {
+			fc.PushedAuthorizeEndpointHandlers.Append(ph)
 		}
 	}
 	return provider, s.CoreStrategy

@@ -56,6 +56,9 @@ type Client struct {
 	// IDTokenSignedResponseAlg is the JWS algorithm of the client's ID
 	// tokens and JWT access tokens; empty means RS256.
 	IDTokenSignedResponseAlg string `db:"id_token_signed_response_alg"`
+	// RequirePushedAuthorizationRequests refuses the client's authorize
+	// requests that do not come through POST /oauth2/par (RFC 9126 6).
+	RequirePushedAuthorizationRequests bool `db:"require_pushed_authorization_requests"`
 }
 
 var (
@@ -204,7 +207,7 @@ var clientColumnNames = []string{
 	"post_logout_redirect_uris", "logo_uri", "client_uri", "contacts", "created_at", "updated_at",
 	"rotated_secret_hash", "rotated_secret_expires_at", "registration_token_hash",
 	"token_endpoint_auth_signing_alg", "access_token_lifespan", "refresh_token_lifespan", "id_token_lifespan",
-	"access_token_strategy", "id_token_signed_response_alg",
+	"access_token_strategy", "id_token_signed_response_alg", "require_pushed_authorization_requests",
 }
 
 // clientColumns lists the client columns, qualified by alias when given.
@@ -223,7 +226,7 @@ func clientArgs(c *Client) []any {
 		nonNilStrings(c.PostLogoutRedirectURIs), c.LogoURI, c.ClientURI, nonNilStrings(c.Contacts),
 		c.RotatedSecretHash, c.RotatedSecretExpiresAt, c.RegistrationTokenHash,
 		c.TokenEndpointAuthSigningAlg, c.AccessTokenLifespan, c.RefreshTokenLifespan, c.IDTokenLifespan,
-		accessTokenStrategy(c.AccessTokenStrategy), c.IDTokenSignedResponseAlg,
+		accessTokenStrategy(c.AccessTokenStrategy), c.IDTokenSignedResponseAlg, c.RequirePushedAuthorizationRequests,
 	}
 }
 
@@ -246,9 +249,9 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 			post_logout_redirect_uris, logo_uri, client_uri, contacts,
 			rotated_secret_hash, rotated_secret_expires_at, registration_token_hash,
 			token_endpoint_auth_signing_alg, access_token_lifespan, refresh_token_lifespan, id_token_lifespan,
-			access_token_strategy, id_token_signed_response_alg)
+			access_token_strategy, id_token_signed_response_alg, require_pushed_authorization_requests)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17,
-			$18, $19, $20, $21, $22, $23, $24, $25, $26)
+			$18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
 		RETURNING `+clientColumns(""), clientArgs(c)...)
 	if err != nil {
 		return translate("create client", err)
@@ -276,6 +279,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 			token_endpoint_auth_signing_alg = $21, access_token_lifespan = $22,
 			refresh_token_lifespan = $23, id_token_lifespan = $24,
 			access_token_strategy = $25, id_token_signed_response_alg = $26,
+			require_pushed_authorization_requests = $27,
 			updated_at = now()
 		WHERE id = $1
 		RETURNING `+clientColumns(""), clientArgs(c)...)

@@ -10,6 +10,7 @@ import (
 var expiringTables = []string{
 	string(codesTable), string(accessTable), string(refreshTable), string(pkceTable), string(oidcTable),
 	"login_sessions", "consents", "client_assertion_jtis", "login_throttle", "signing_keys",
+	"device_codes", "pushed_authorization_requests",
 }
 
 // primaryKeys names each expiring table's primary key, by which the
@@ -19,7 +20,8 @@ var primaryKeys = map[string]string{
 	string(codesTable): "signature", string(accessTable): "signature", string(refreshTable): "signature",
 	string(pkceTable): "signature", string(oidcTable): "signature",
 	"login_sessions": "id_hash", "consents": "user_id, client_id", "client_assertion_jtis": "jti",
-	"login_throttle": "key", "signing_keys": "kid",
+	"login_throttle": "key", "signing_keys": "kid", "device_codes": "signature",
+	"pushed_authorization_requests": "id_hash",
 }
 
 // DeleteExpired deletes rows whose expiry has passed, at most batch rows per

@@ -41,6 +41,7 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	fs.BoolVar(&public, "public", false, "a public client (SPA, mobile, CLI): no secret, PKCE required; same as --auth-method none")
 	fs.Var(&audience, "audience", "`audience` the client's tokens may be issued for; repeatable")
 	fs.BoolVar(&meta.SkipConsent, "skip-consent", false, "do not ask users for consent (first-party clients only)")
+	fs.BoolVar(&meta.RequirePushedAuthorizationRequests, "require-par", false, "accept the client's authorization requests only through POST /oauth2/par (RFC 9126 pushed authorization requests)")
 	fs.Var(&postLogouts, "post-logout-redirect-uri", "post-logout redirect `URI`; repeatable")
 	fs.StringVar(&meta.LogoURI, "logo-uri", "", "https `URL` of the app's logo, shown on the consent page")
 	fs.StringVar(&meta.ClientURI, "client-uri", "", "https `URL` of the app's home page, linked from the consent page")

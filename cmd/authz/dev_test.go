@@ -181,8 +181,8 @@ func TestDev(t *testing.T) {
 			t.Errorf("banner does not contain %q:\n%s", want, banner)
 		}
 	}
-	if n := strings.Count(banner, "\n"); n > 25 {
-		t.Errorf("banner has %d lines, want at most 25:\n%s", n, banner)
+	if n := strings.Count(banner, "\n"); n > 26 {
+		t.Errorf("banner has %d lines, want at most 26:\n%s", n, banner)
 	}
 	store := openStore(t, e)
 	checkDemoData(t, store)
@@ -362,7 +362,7 @@ func checkDemoData(t *testing.T, store *storage.Store) {
 	for _, c := range clients {
 		ids = append(ids, c.ID)
 	}
-	if want := []string{"demo-api", "demo-bff", "demo-spa"}; !slices.Equal(ids, want) {
+	if want := []string{"demo-api", "demo-bff", "demo-cli", "demo-spa"}; !slices.Equal(ids, want) {
 		t.Errorf("clients %v, want %v", ids, want)
 	}
 	want := map[string]string{
@@ -370,13 +370,14 @@ func checkDemoData(t *testing.T, store *storage.Store) {
 			"[openid profile email offline_access contacts] [http://localhost:3000/]",
 		"demo-spa": "none [authorization_code refresh_token] [http://localhost:5173/callback] [openid profile email] []",
 		"demo-api": "client_secret_basic [client_credentials] [] [] []",
+		"demo-cli": "none [urn:ietf:params:oauth:grant-type:device_code refresh_token] [] [openid profile email] []",
 	}
 	for _, c := range clients {
 		got := fmt.Sprintf("%s %v %v %v %v", c.TokenEndpointAuthMethod, c.GrantTypes, c.RedirectURIs, c.Scopes, c.PostLogoutRedirectURIs)
 		if got != want[c.ID] {
 			t.Errorf("%s: %s, want %s", c.ID, got, want[c.ID])
 		}
-		if c.Public != (c.ID == "demo-spa") {
+		if c.Public != (c.ID == "demo-spa" || c.ID == "demo-cli") {
 			t.Errorf("%s: public = %v", c.ID, c.Public)
 		}
 	}
@@ -779,8 +780,8 @@ func TestDevDemo(t *testing.T) {
 	if bffURL == "http://localhost:3000" || !strings.Contains(banner, "(confidential BFF; redirect "+bffURL+"/callback)") {
 		t.Errorf("the banner's BFF redirect does not follow the BFF's port %s:\n%s", bffURL, banner)
 	}
-	if n := strings.Count(banner, "\n"); n > 28 {
-		t.Errorf("banner has %d lines, want at most 28:\n%s", n, banner)
+	if n := strings.Count(banner, "\n"); n > 29 {
+		t.Errorf("banner has %d lines, want at most 29:\n%s", n, banner)
 	}
 	// The demo-bff client follows the BFF's port too.
 	store := openStore(t, e)

@@ -57,6 +57,7 @@ authz dev is running at %[1]s
   clients    %[5]s  secret %[6]s  (confidential BFF; redirect %[7]s)
              %[8]s  public SPA, PKCE S256 required; redirect %[9]s
              %[10]s  secret %[11]s  (resource server: introspection)
+             %[18]s  public CLI, device flow
 %[14]s
 1. Open this URL, sign in as %[3]s and press Allow:
    %[12]s
@@ -65,8 +66,13 @@ authz dev is running at %[1]s
 3. Check the access token as the API would:
    curl -s -u %[10]s:%[11]s %[1]s/oauth2/introspect -d token=ACCESS_TOKEN
 
+Device flow (a CLI signs in on another screen):
+   curl -s %[1]s/oauth2/device/auth -d client_id=%[18]s -d scope=openid
+   then open verification_uri_complete, sign in and press Allow, and poll:
+   curl -s %[1]s/oauth2/token -d client_id=%[18]s -d grant_type=urn:ietf:params:oauth:grant-type:device_code -d device_code=DEVICE_CODE
+
 %[13]s
 
 `, b.issuer, b.data, demoUsername, password, demoBFF, bffSecret, redirect,
-		demoSPA, demoRedirectSPA, demoAPI, apiSecret, demoAuthorizeURL(b.issuer, redirect), stop, tryDemo, nothing, b.admin, database)
+		demoSPA, demoRedirectSPA, demoAPI, apiSecret, demoAuthorizeURL(b.issuer, redirect), stop, tryDemo, nothing, b.admin, database, demoCLI)
 }

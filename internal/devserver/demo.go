@@ -28,6 +28,7 @@ const (
 	demoBFF         = "demo-bff"
 	demoSPA         = "demo-spa"
 	demoAPI         = "demo-api"
+	demoCLI         = "demo-cli" // a public device-flow client (RFC 8628)
 	demoRedirectSPA = "http://localhost:5173/callback"
 
 	// DefaultBFFListen and DefaultAPIListen are where --demo runs the demo
@@ -65,6 +66,12 @@ func demoClients(bffOrigin, jwtResource string) []authz.ClientMetadata {
 		ClientName:              "Contacts API",
 		GrantTypes:              []string{"client_credentials"},
 		TokenEndpointAuthMethod: "client_secret_basic",
+	}, {
+		ClientID:                demoCLI,
+		ClientName:              "Contacts CLI",
+		GrantTypes:              []string{"urn:ietf:params:oauth:grant-type:device_code", "refresh_token"},
+		Scope:                   "openid profile email",
+		TokenEndpointAuthMethod: "none",
 	}}
 	if jwtResource != "" {
 		clients[0].AccessTokenStrategy, clients[0].Audience = "jwt", []string{jwtResource}
@@ -243,6 +250,7 @@ func devHome(issuer, bffOrigin string, creds *demoCredentials) *authz.DevHome {
 			{ID: demoBFF, Secret: creds.ClientSecrets[demoBFF], Kind: "confidential BFF", RedirectURIs: []string{redirect}},
 			{ID: demoSPA, Kind: "public SPA, PKCE S256 required", RedirectURIs: []string{demoRedirectSPA}},
 			{ID: demoAPI, Secret: creds.ClientSecrets[demoAPI], Kind: "resource server: introspection"},
+			{ID: demoCLI, Kind: "public CLI, device flow (RFC 8628)"},
 		},
 	}
 	if creds.passwordUnknown {
