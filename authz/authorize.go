@@ -201,10 +201,13 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		// fosite lets a native app's loopback redirect use any port (RFC
 		// 8252 7.3); any local program could then take a silent code, so
 		// such a public client is always asked for (RFC 8252 8.6).
+		// A confidential client's code is useless without its secret;
+		// a token of the implicit flow is not.
 		asked := ar.GetRequestForm().Get("redirect_uri")
 		exact := asked == "" || slices.Contains(client.RedirectURIs, asked)
-		consented := client.SkipConsent && (exact || !client.Public)
-		if !consented && !p.consent && (exact || !client.Public) {
+		secretBound := !client.Public && ar.GetResponseTypes().ExactOne("code")
+		consented := client.SkipConsent && (exact || secretBound)
+		if !consented && !p.consent && (exact || secretBound) {
 			if consented, err = h.store.HasConsent(ctx, user.ID, client.ID, scopes); err != nil {
 				h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 				return

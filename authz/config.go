@@ -104,6 +104,10 @@ type Config struct {
 	// RegistrationImplicit lets a self-registered client register for the
 	// implicit flow (grant type implicit), which RFC 9700 deprecates.
 	RegistrationImplicit bool
+	// RegistrationDevice lets a self-registered client register for the
+	// device flow, whose confirmation page shows the client's own name
+	// to people following a link it may have sent them.
+	RegistrationDevice bool
 
 	// ClientSecretGrace is how long a client's previous secret keeps working
 	// after a rotation, unless the rotation asks otherwise.
@@ -277,6 +281,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_PPROF", &c.Pprof},
 		{"AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS", &c.RegistrationJWTAccessTokens},
 		{"AUTHZ_REGISTRATION_IMPLICIT", &c.RegistrationImplicit},
+		{"AUTHZ_REGISTRATION_DEVICE", &c.RegistrationDevice},
 		{"AUTHZ_REQUIRE_PAR", &c.RequirePAR},
 	}
 	for _, b := range bools {

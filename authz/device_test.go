@@ -459,3 +459,20 @@ func TestDeviceOAuth2Library(t *testing.T) {
 		t.Fatalf("token %+v", r.tok)
 	}
 }
+
+// TestDeviceRegistrationGate: a self-registered client may take the device
+// flow only when the operator allows it, since the confirmation page names
+// the client as it named itself.
+func TestDeviceRegistrationGate(t *testing.T) {
+	t.Parallel()
+	device := map[string]any{
+		"client_name": "Some CLI", "scope": "openid", "token_endpoint_auth_method": "none",
+		"grant_types": []string{"urn:ietf:params:oauth:grant-type:device_code"},
+	}
+	e := dcrEnv(t, authz.RegistrationOpen)
+	wantRegError(t, e.dcrCall(t, http.MethodPost, "/oauth2/register", "", device), http.StatusBadRequest, "invalid_client_metadata", "AUTHZ_REGISTRATION_DEVICE")
+	allowed := newEnv(t, func(c *authz.Config) { c.Registration, c.RegistrationDevice = authz.RegistrationOpen, true })
+	if m := allowed.dcrRegister(t, "", device); !slices.Contains(m.GrantTypes, "urn:ietf:params:oauth:grant-type:device_code") {
+		t.Errorf("registered device client: %+v", m)
+	}
+}

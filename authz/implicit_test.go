@@ -170,3 +170,28 @@ func TestImplicitRegistration(t *testing.T) {
 	}
 	wantRegError(t, allowed.dcrCall(t, http.MethodPost, "/oauth2/register", "", noOpenID), http.StatusBadRequest, "invalid_client_metadata", "openid")
 }
+
+// TestImplicitLoopbackAsksConsent: a loopback redirect may use any port
+// (RFC 8252 7.3), so any local program may receive what is sent there. A
+// confidential client's code is useless to it without the secret, but an
+// implicit token is not: the person is asked, even with skip_consent.
+func TestImplicitLoopbackAsksConsent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.createClient(t, authz.ClientMetadata{
+		ClientName: "Desktop app", RedirectURIs: []string{"http://127.0.0.1/cb"}, GrantTypes: []string{"implicit"},
+		ResponseTypes: []string{"token"}, Scope: "openid profile", TokenEndpointAuthMethod: "client_secret_basic", SkipConsent: true,
+	})
+	e.createUser(t, "alice")
+	b := newBrowser(t)
+	p := b.get(e.issuer + "/oauth2/authorize?" + url.Values{
+		"response_type": {"token"}, "client_id": {c.ClientID}, "redirect_uri": {"http://127.0.0.1:49152/cb"},
+		"scope": {"profile"}, "state": {"s"},
+	}.Encode())
+	if isLoginPage(p) {
+		p = b.login(p, "alice", testPassword)
+	}
+	if !isConsentPage(p) {
+		t.Fatalf("an implicit token for another loopback port went out without asking: %d %s", p.status, p.header.Get("Location"))
+	}
+}

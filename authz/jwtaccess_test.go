@@ -183,6 +183,7 @@ func TestJWTAccessToken(t *testing.T) {
 	if typ, _ := idh.ExtraHeaders["typ"].(string); strings.EqualFold(typ, "at+jwt") {
 		t.Errorf("the ID token's typ is %q", typ)
 	}
+	wantActive(t, e, rs, idToken, false, "an ID token presented as an access token")
 
 	info := e.introspect(t, tok.AccessToken, rs.ClientID, rs.ClientSecret)
 	if info["active"] != true || info["sub"] != alice.ID || !slices.Equal(strs(info["aud"]), []string{contactsAPI}) {
@@ -315,6 +316,11 @@ func TestResourceIndicators(t *testing.T) {
 	})
 	if bad, _ := tokenWithBody(t, e, url.Values{"grant_type": {"client_credentials"}, "resource": {calendarAPI}}, svc); bad.status != http.StatusBadRequest || bad.Error != "invalid_target" {
 		t.Errorf("client_credentials for an unregistered resource: %d %s", bad.status, bad.Error)
+	}
+	// fosite's own audience parameter matches exactly too: a path under a
+	// registered audience is another API.
+	if bad, _ := tokenWithBody(t, e, url.Values{"grant_type": {"client_credentials"}, "audience": {contactsAPI + "/admin"}}, svc); bad.status != http.StatusBadRequest {
+		t.Errorf("client_credentials with audience under a registered one: %d %s", bad.status, bad.Error)
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
@@ -66,6 +67,12 @@ func (h *Handler) par(w http.ResponseWriter, r *http.Request) {
 	r.Form = cloneValues(r.PostForm)
 	if dup := duplicateParameter(r.Form); dup != "" {
 		h.writePARError(w, r, nil, errDuplicate(dup))
+		return
+	}
+	// The pushed form is stored as JSON text, which can hold neither NUL
+	// nor bytes that are not UTF-8: such a value is the client's error.
+	if name := unstorableParameter(r.Form); name != "" {
+		h.writePARError(w, r, nil, fosite.ErrInvalidRequest.WithHintf("The parameter %q holds a NUL character or bytes that are not UTF-8.", name))
 		return
 	}
 	if err := h.prefetchClientKeys(ctx, r.Form); err != nil {
@@ -268,4 +275,21 @@ func cloneValues(v url.Values) url.Values {
 		out[k] = append([]string(nil), vs...)
 	}
 	return out
+}
+
+// unstorableParameter returns the name of a parameter of form whose name
+// or a value has a NUL or invalid UTF-8, or "".
+func unstorableParameter(form url.Values) string {
+	bad := func(v string) bool { return !utf8.ValidString(v) || strings.ContainsRune(v, 0) }
+	for k, vs := range form {
+		if bad(k) {
+			return "(a name)"
+		}
+		for _, v := range vs {
+			if bad(v) {
+				return k
+			}
+		}
+	}
+	return ""
 }

@@ -463,7 +463,10 @@ func TestPARInvalidRequests(t *testing.T) {
 		{"no response_type", with("response_type"), 400, "unsupported_response_type"},
 		{"response_type token not registered", with("response_type", "token"), 400, "unsupported_response_type"},
 		{"no redirect_uri with openid", with("redirect_uri"), 400, "invalid_request"},
-		{"nul in scope", with("scope", "openid\x00"), 400, "invalid_scope"},
+		{"nul in scope", with("scope", "openid\x00"), 400, "invalid_request"},
+		{"nul in state", with("state", "a\x00b"), 400, "invalid_request"},
+		{"nul in an unknown parameter", with("foo", "\x00"), 400, "invalid_request"},
+		{"invalid UTF-8", with("state", "\xff\xfe"), 400, "invalid_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := pushAuthorization(t, e, tc.form, c.ClientID, c.ClientSecret)

@@ -58,7 +58,7 @@ func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosit
 		GlobalSecret:                   cfg.Secrets[0],
 		RotatedGlobalSecrets:           cfg.Secrets[1:],
 		ScopeStrategy:                  fosite.ExactScopeStrategy,
-		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+		AudienceMatchingStrategy:       fosite.ExactAudienceMatchingStrategy,
 		EnforcePKCEForPublicClients:    true,
 		EnablePKCEPlainChallengeMethod: cfg.AllowPlainPKCE,
 		SendDebugMessagesToClients:     cfg.Debug,

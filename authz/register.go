@@ -296,6 +296,9 @@ func (h *Handler) checkRegistration(q *registrationRequest, cur *storage.Client)
 	if slices.Contains(m.GrantTypes, "implicit") && !slices.Contains(have.GrantTypes, "implicit") && !h.cfg.RegistrationImplicit {
 		return ClientMetadata{}, invalidMetadata("grant type implicit cannot be registered here (the operator allows it with AUTHZ_REGISTRATION_IMPLICIT=true): RFC 9700 deprecates it; use the authorization code flow with PKCE")
 	}
+	if slices.Contains(m.GrantTypes, deviceCodeGrant) && !slices.Contains(have.GrantTypes, deviceCodeGrant) && !h.cfg.RegistrationDevice {
+		return ClientMetadata{}, invalidMetadata("grant type %s cannot be registered here (the operator allows it with AUTHZ_REGISTRATION_DEVICE=true): its confirmation page shows the client's own name to people who follow its links", deviceCodeGrant)
+	}
 	if m.AccessTokenStrategy == "jwt" && have.AccessTokenStrategy != "jwt" && !h.cfg.RegistrationJWTAccessTokens {
 		return ClientMetadata{}, invalidMetadata("access_token_strategy jwt cannot be registered here (the operator allows it with AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS=true): such tokens are accepted offline until they expire, revoked or not")
 	}

@@ -30,6 +30,10 @@ type Store struct {
 	pool    *pgxpool.Pool
 	now     func() time.Time
 	clients *clientCache
+	// resolvers bounds the connections opened at once to ask what became
+	// of COMMITs whose answers were lost (commitOutcome): in the incident
+	// that loses them, hundreds of requests must not each open one.
+	resolvers chan struct{}
 }
 
 // Option configures a Store.
@@ -40,7 +44,7 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, now: time.Now, clients: newClientCache()}
+	s := &Store{pool: pool, now: time.Now, clients: newClientCache(), resolvers: make(chan struct{}, maxResolvers)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -245,6 +249,10 @@ const commitGrace = 750 * time.Millisecond
 // within the HTTP server's write timeout (see authz.MaxRequestTimeout).
 const commitResolve = 1500 * time.Millisecond
 
+// maxResolvers is how many COMMITs of lost answer a store asks about at
+// once, each on a connection of its own.
+const maxResolvers = 4
+
 // commitOutcomeUnknown reports whether a failed COMMIT may yet have taken
 // effect: its answer never came. A refusal from the server (a PgError) or
 // a failure before anything was sent says it did not.
@@ -270,6 +278,12 @@ func commitOutcomeUnknown(err error) bool {
 func (s *Store) commitOutcome(ctx context.Context, xid string, pid uint32) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitResolve)
 	defer cancel()
+	select {
+	case s.resolvers <- struct{}{}:
+		defer func() { <-s.resolvers }()
+	case <-ctx.Done():
+		return ""
+	}
 	// A connection of its own: the pool's may all be taken by requests
 	// waiting on the same slow server, and this question must not queue
 	// behind them.
