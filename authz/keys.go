@@ -634,6 +634,15 @@ func RotateSigningKeys(ctx context.Context, store *storage.Store, cfg Config, al
 		return nil, errors.New("rotate signing key: the ID token and access token lifespans must be positive")
 	}
 	now := cfg.now()
+	// A rotated-out key stays published until every token it signed has
+	// expired: the server's ID token and access token lifespans, or a
+	// client's own when longer.
+	publish := cfg.IDTokenLifespan + cfg.AccessTokenLifespan
+	longest, err := store.LongestClientTokenLifespan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rotate signing key: %w", err)
+	}
+	publish = max(publish, longest)
 	// Generated before the transactions, which then hold their locks
 	// only for a few short statements.
 	keys, err := newSigningKeys(algs, cfg.Secrets[0], now)
@@ -642,7 +651,7 @@ func RotateSigningKeys(ctx context.Context, store *storage.Store, cfg Config, al
 	}
 	out := make([]KeyRotation, 0, len(keys))
 	for _, next := range keys {
-		r, err := rotateSigningKey(ctx, store, cfg.IDTokenLifespan+cfg.AccessTokenLifespan, next, now)
+		r, err := rotateSigningKey(ctx, store, publish, next, now)
 		if err != nil {
 			return out, fmt.Errorf("rotate the %s signing key: %w", next.Algorithm, err)
 		}

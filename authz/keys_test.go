@@ -1009,3 +1009,26 @@ func BenchmarkSignIDToken(b *testing.B) {
 		})
 	}
 }
+
+// TestKeyPublishedForClientLifespans: a client whose own tokens outlive
+// the server's lifespans keeps a rotated-out key published until they
+// have expired, or its JWT access tokens would stop verifying first.
+func TestKeyPublishedForClientLifespans(t *testing.T) {
+	t.Parallel()
+	e := newKeyEnv(t)
+	ctx := t.Context()
+	e.ensured(keySecretOld)
+	long := &storage.Client{ID: "long-lived", TokenEndpointAuthMethod: "none", Public: true,
+		AccessTokenLifespan: 24 * 60 * 60, AccessTokenStrategy: "jwt"}
+	if err := e.store.CreateClient(ctx, long); err != nil {
+		t.Fatal(err)
+	}
+	r, err := RotateSigningKey(ctx, e.store, *e.config(keySecretOld), "RS256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := r.Key.ActivatesAt.Add(24 * time.Hour)
+	if r.Previous == nil || r.Previous.ExpiresAt == nil || !r.Previous.ExpiresAt.Equal(want) {
+		t.Fatalf("previous key %+v; want it published until %v, when the client's day-long tokens have expired", r.Previous, want)
+	}
+}

@@ -225,3 +225,16 @@ func (s *Store) retireNewestSigningKey(ctx context.Context, alg string, stopAt t
 	}
 	return nil, nil
 }
+
+// LongestClientTokenLifespan is the longest ID token or access token
+// lifespan any client has of its own (0 when none has): a rotated-out key
+// must stay published until the tokens it signed for such a client have
+// expired too.
+func (s *Store) LongestClientTokenLifespan(ctx context.Context) (time.Duration, error) {
+	var secs int64
+	err := s.db(ctx).QueryRow(ctx, `SELECT coalesce(max(greatest(id_token_lifespan, access_token_lifespan)), 0) FROM clients`).Scan(&secs)
+	if err != nil {
+		return 0, translate("longest client token lifespan", err)
+	}
+	return time.Duration(secs) * time.Second, nil
+}
