@@ -146,6 +146,7 @@ func assertionSubject(assertion string) string {
 // and stop the server. It returns invalid_client when the keys cannot be
 // had; anything else is left to fosite.
 func (h *Handler) prefetchClientKeys(ctx context.Context, form url.Values) error {
+	h.prefetchDocument(ctx, form) // a client identified by a URL (cimd.go)
 	if form.Get("client_assertion_type") != clientAssertionType {
 		return nil
 	}

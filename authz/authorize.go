@@ -206,7 +206,9 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		asked := ar.GetRequestForm().Get("redirect_uri")
 		exact := asked == "" || slices.Contains(client.RedirectURIs, asked)
 		secretBound := !client.Public && ar.GetResponseTypes().ExactOne("code")
-		consented := client.SkipConsent && (exact || secretBound)
+		// A client identified by a URL was vetted by no operator:
+		// skip_consent never applies to it.
+		consented := client.SkipConsent && !client.MetadataDocument && (exact || secretBound)
 		if !consented && !p.consent && (exact || secretBound) {
 			if consented, err = h.store.HasConsent(ctx, user.ID, client.ID, scopes); err != nil {
 				h.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
@@ -522,6 +524,7 @@ func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.
 		RedirectHost: host,
 		Username:     user.Username,
 		Scopes:       scopes,
+		IdentifiedBy: identifiedBy(client),
 	})
 }
 

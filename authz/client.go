@@ -103,6 +103,9 @@ type ClientMetadata struct {
 
 	// Read-only: set by the server in responses, ignored in requests.
 	PreviousSecretExpiresAt *int64 `json:"previous_client_secret_expires_at,omitempty"`
+	// MetadataDocument: the client is identified by its client_id URL and
+	// kept from the document there, not registered here.
+	MetadataDocument        bool   `json:"metadata_document,omitempty"`
 	RegistrationAccessToken string `json:"registration_access_token,omitempty"`
 	RegistrationClientURI   string `json:"registration_client_uri,omitempty"`
 }
@@ -113,6 +116,7 @@ func (m *ClientMetadata) clearReadOnly() {
 	m.ClientIDIssuedAt = 0
 	m.ClientSecretExpiresAt = nil
 	m.PreviousSecretExpiresAt = nil
+	m.MetadataDocument = false
 	m.RegistrationAccessToken = ""
 	m.RegistrationClientURI = ""
 }
@@ -771,6 +775,7 @@ func ClientMetadataOf(c *storage.Client) ClientMetadata {
 		IDTokenLifespan:             int64(c.IDTokenLifespan),
 
 		RequirePushedAuthorizationRequests: c.RequirePushedAuthorizationRequests,
+		MetadataDocument:                   c.MetadataDocument,
 	}
 	if len(c.GetRotatedHashes()) > 0 {
 		exp := c.RotatedSecretExpiresAt.Unix()

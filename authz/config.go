@@ -119,6 +119,10 @@ type Config struct {
 	// loopback or private address. Off: a client could make the server
 	// probe its own network.
 	JWKSPrivateNetworks bool
+	// ClientIDMetadata lets a client_id be an https URL that serves the
+	// client's metadata (Client ID Metadata Documents, authz/cimd.go),
+	// fetched like a jwks_uri, with the same HTTP client and rules.
+	ClientIDMetadata bool
 
 	// RequestTimeout bounds each request's database work: a database that
 	// is down or stalled gives a prompt 503, never a hang, and a
@@ -278,6 +282,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"AUTHZ_ALLOW_PLAIN_PKCE", &c.AllowPlainPKCE},
 		{"AUTHZ_DEBUG", &c.Debug},
 		{"AUTHZ_JWKS_PRIVATE_NETWORKS", &c.JWKSPrivateNetworks},
+		{"AUTHZ_CLIENT_ID_METADATA", &c.ClientIDMetadata},
 		{"AUTHZ_PPROF", &c.Pprof},
 		{"AUTHZ_REGISTRATION_JWT_ACCESS_TOKENS", &c.RegistrationJWTAccessTokens},
 		{"AUTHZ_REGISTRATION_IMPLICIT", &c.RegistrationImplicit},

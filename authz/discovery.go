@@ -71,6 +71,10 @@ func (h *Handler) discovery(w http.ResponseWriter, r *http.Request) {
 	// client, an authorize request without request_uri is refused.
 	doc["pushed_authorization_request_endpoint"] = iss + "/oauth2/par"
 	doc["require_pushed_authorization_requests"] = h.cfg.RequirePAR
+	if h.cfg.ClientIDMetadata {
+		// Clients identified by a URL (authz/cimd.go).
+		doc["client_id_metadata_document_supported"] = true
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_ = json.NewEncoder(w).Encode(doc)

@@ -117,7 +117,7 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 	h.metrics = newMetrics(store.Pool(), keys, h.cfg.now)
 	h.scopes = newScopeCatalogue(store, h.cfg.now, logger)
 	// Client secret checks share the password checks' per-address slots.
-	h.provider, h.strategy = newProvider(&h.cfg, store, keys, jwks, h.hashShare)
+	h.provider, h.strategy = newProvider(&h.cfg, newClientStore(&h.cfg, store, logger), keys, jwks, h.hashShare)
 	h.sessionCookie, h.csrfCookie = cookieNames(cfg.secureCookies(), h.base)
 	h.crossOrigin = http.NewCrossOriginProtection()
 	h.Handler = h.routes()

@@ -47,6 +47,9 @@ type consentPage struct {
 	RedirectHost string // "You will be sent back to <host>"
 	Username     string // "Signed in as <username>"
 	Scopes       []scopeView
+	// IdentifiedBy is the client_id URL of a client this server's
+	// operator did not register (authz/cimd.go), said plainly; "" else.
+	IdentifiedBy string
 }
 
 // errorPage is the data of error.html.
@@ -109,6 +112,7 @@ var pageFiles = []struct {
 		Action: "/", CSRFToken: "t", Hidden: []hiddenField{{"k", "v"}},
 		ClientName: "App", ClientURI: "https://app.example", LogoURI: "https://app.example/logo.png",
 		RedirectHost: "app.example", Username: "user", Scopes: []scopeView{{"openid", "d"}},
+		IdentifiedBy: "https://app.example/client.json",
 	}},
 	{pageErrorFile, errorPage{Title: "t", Message: "m", Code: "c", Reason: "r", RequestID: "i"}},
 	{pageLogoutFile, logoutPage{Action: "/", CSRFToken: "t", Hidden: []hiddenField{{"k", "v"}}, ClientName: "App"}},

@@ -48,8 +48,9 @@ type strategy struct {
 }
 
 // newProvider composes fosite from an explicit list of the grants we
-// support; nothing is enabled that is not listed here.
-func newProvider(cfg *Config, store *storage.Store, keys *keyManager, jwks fosite.JWKSFetcherStrategy, share func(*http.Request) shareKey) (*fosite.Fosite, oauth2.CoreStrategy) {
+// support; nothing is enabled that is not listed here. store's GetClient
+// knows clients identified by a URL (cimd.go).
+func newProvider(cfg *Config, store *clientStore, keys *keyManager, jwks fosite.JWKSFetcherStrategy, share func(*http.Request) shareKey) (*fosite.Fosite, oauth2.CoreStrategy) {
 	fc := &fositeConfig{Config: &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenLifespan,
 		RefreshTokenLifespan:           cfg.RefreshTokenLifespan,

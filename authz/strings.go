@@ -36,6 +36,8 @@ var pageText = map[string]string{
 	"consent.deny":         "Deny",
 	"consent.allow":        "Allow",
 	"consent.unnamed_app":  "An application",
+	// A client identified by a URL (authz/cimd.go): the URL, the brand.
+	"consent.metadata_document": "This app is identified by %[1]s; it was not registered with %[2]s.",
 
 	// What the consent page says a scope allows, unless the scope
 	// catalogue describes it (authz/scopes.go).

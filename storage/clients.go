@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -59,6 +60,10 @@ type Client struct {
 	// RequirePushedAuthorizationRequests refuses the client's authorize
 	// requests that do not come through POST /oauth2/par (RFC 9126 6).
 	RequirePushedAuthorizationRequests bool `db:"require_pushed_authorization_requests"`
+	// MetadataDocument marks a client identified by a URL, whose row is
+	// kept from the document at that URL (UpsertMetadataDocumentClient),
+	// not registered by the operator.
+	MetadataDocument bool `db:"metadata_document"`
 }
 
 var (
@@ -208,6 +213,7 @@ var clientColumnNames = []string{
 	"rotated_secret_hash", "rotated_secret_expires_at", "registration_token_hash",
 	"token_endpoint_auth_signing_alg", "access_token_lifespan", "refresh_token_lifespan", "id_token_lifespan",
 	"access_token_strategy", "id_token_signed_response_alg", "require_pushed_authorization_requests",
+	"metadata_document",
 }
 
 // clientColumns lists the client columns, qualified by alias when given.
@@ -293,6 +299,49 @@ func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 	stored.normalize()
 	*c = stored
 	return nil
+}
+
+// UpsertMetadataDocumentClient stores a client fetched from its client_id
+// URL, marked metadata_document, or refreshes the row kept of it. A row
+// the operator created under that id is never touched: that is
+// ErrAlreadyExists. Secrets, lifespans, consent skipping and registration
+// tokens are not the document's to set and stay empty.
+func (s *Store) UpsertMetadataDocumentClient(ctx context.Context, c *Client) (*Client, error) {
+	defer s.clientChanged(ctx, c.ID)()
+	rows, err := s.db(ctx).Query(ctx, `
+		INSERT INTO clients (id, name, redirect_uris, grant_types, response_types, scopes,
+			token_endpoint_auth_method, public, jwks, jwks_uri, post_logout_redirect_uris,
+			logo_uri, client_uri, contacts, token_endpoint_auth_signing_alg, metadata_document)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, true)
+		ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, redirect_uris = EXCLUDED.redirect_uris,
+			grant_types = EXCLUDED.grant_types, response_types = EXCLUDED.response_types,
+			scopes = EXCLUDED.scopes, token_endpoint_auth_method = EXCLUDED.token_endpoint_auth_method,
+			public = EXCLUDED.public, jwks = EXCLUDED.jwks, jwks_uri = EXCLUDED.jwks_uri,
+			post_logout_redirect_uris = EXCLUDED.post_logout_redirect_uris,
+			logo_uri = EXCLUDED.logo_uri, client_uri = EXCLUDED.client_uri, contacts = EXCLUDED.contacts,
+			token_endpoint_auth_signing_alg = EXCLUDED.token_endpoint_auth_signing_alg,
+			secret_hash = '', rotated_secret_hash = '', rotated_secret_expires_at = NULL,
+			registration_token_hash = '', audience = '{}', skip_consent = false,
+			access_token_lifespan = 0, refresh_token_lifespan = 0, id_token_lifespan = 0,
+			updated_at = now()
+		WHERE clients.metadata_document
+		RETURNING `+clientColumns(""),
+		c.ID, c.Name, nonNilStrings(c.RedirectURIs), nonNilStrings(c.GrantTypes), nonNilStrings(c.ResponseTypes),
+		nonNilStrings(c.Scopes), c.TokenEndpointAuthMethod, c.Public, jsonArg(c.JWKS), c.JWKSURI,
+		nonNilStrings(c.PostLogoutRedirectURIs), c.LogoURI, c.ClientURI, nonNilStrings(c.Contacts),
+		c.TokenEndpointAuthSigningAlg)
+	if err != nil {
+		return nil, translate("store metadata document client", err)
+	}
+	stored, err := pgx.CollectExactlyOneRow(rows, pgx.RowToAddrOfStructByName[Client])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("store metadata document client: %w", ErrAlreadyExists)
+	}
+	if err != nil {
+		return nil, translate("store metadata document client", err)
+	}
+	stored.normalize()
+	return stored, nil
 }
 
 // Client returns one client by id, or ErrNotFound.
