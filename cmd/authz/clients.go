@@ -34,7 +34,7 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&meta.ClientSecret, "secret", "", "client `secret` (default: generated; shown once); visible in ps and shell history, prefer --secret-stdin")
 	secretStdin := fs.Bool("secret-stdin", false, "read the client secret from the first line of standard input")
 	fs.Var(&redirectURIs, "redirect-uri", "redirect `URI`, absolute and without fragment; repeatable")
-	fs.Var(&grantTypes, "grant-type", "grant `type`, repeatable or comma-separated: authorization_code, refresh_token, client_credentials, implicit (default authorization_code,refresh_token)")
+	fs.Var(&grantTypes, "grant-type", "grant `type`, repeatable or comma-separated: authorization_code, refresh_token, client_credentials, implicit, urn:ietf:params:oauth:grant-type:device_code (default authorization_code,refresh_token)")
 	fs.Var(&responseTypes, "response-type", "response `type`, repeatable or comma-separated: code, or for the implicit grant token, id_token, \"id_token token\" (default code when the authorization_code grant is used)")
 	fs.Var(&scopes, "scope", "`scopes` the client may request, separated by spaces or commas; repeatable (default for sign-in clients: \""+authz.DefaultClientScope+"\")")
 	fs.StringVar(&meta.TokenEndpointAuthMethod, "auth-method", "", "client authentication `method` at the token endpoint: client_secret_basic (default), client_secret_post, private_key_jwt (the default with --jwks-file or --jwks-uri) or none")
