@@ -77,8 +77,9 @@ func (h *Handler) prefetchGrant(ctx context.Context, form url.Values) error {
 // transact runs one request's unit of work in a transaction and commits
 // it whatever fn returned: what fosite writes on a failure path must
 // persist too (see token). A unit that lost a serialization race or
-// deadlocked (storage.Retryable) runs again, whole, up to
-// storage.MaxAttempts times; after that its failure is an outage, a 503.
+// deadlocked (storage.Retryable) runs again, whole, at READ COMMITTED
+// (storage.Rerun), up to storage.MaxAttempts times; after that its
+// failure is an outage, a 503.
 func (h *Handler) transact(ctx context.Context, fn func(ctx context.Context) error) error {
 	for attempt := 1; ; attempt++ {
 		tctx, err := h.store.BeginTX(ctx)
@@ -99,6 +100,7 @@ func (h *Handler) transact(ctx context.Context, fn func(ctx context.Context) err
 			return err
 		}
 		storage.ResetFault(ctx)
+		ctx = storage.Rerun(ctx)
 	}
 }
 

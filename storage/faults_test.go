@@ -389,3 +389,49 @@ func (c *commitLoser) Read(b []byte) (int, error) {
 	}
 	return c.Conn.Read(b)
 }
+
+// TestRerunIsReadCommitted: a unit of work run again after a lost
+// serialization race starts at READ COMMITTED, whatever the database's
+// default, with and without a deadline; a first run keeps the default.
+func TestRerunIsReadCommitted(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgxpool.ParseConfig(pgtest.DirectURL(pgtest.NewDatabase(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "serializable"
+	pool, err := pgxpool.NewWithConfig(t.Context(), storage.PoolConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := storage.New(pool)
+	withDeadline := func(ctx context.Context) context.Context {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"first run", t.Context(), "serializable"},
+		{"first run with a deadline", withDeadline(t.Context()), "serializable"},
+		{"rerun", storage.Rerun(t.Context()), "read committed"},
+		{"rerun with a deadline", withDeadline(storage.Rerun(t.Context())), "read committed"},
+	} {
+		ctx, err := s.BeginTX(tc.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := s.QueryRowForTest(ctx, `SHOW transaction_isolation`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Rollback(ctx)
+		if got != tc.want {
+			t.Errorf("%s: transaction_isolation %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

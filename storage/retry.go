@@ -44,6 +44,22 @@ func ResetFault(ctx context.Context) {
 	f.Reset()
 }
 
+type rerunKey struct{}
+
+// Rerun marks ctx as that of a unit of work run again after it lost a
+// serialization race (RunAgain): its transaction then starts at READ
+// COMMITTED. Every unit of work here is written to be right at that
+// level, PostgreSQL's default; a stricter default makes it lose races
+// instead of waiting for a row, and on a hot row (one throttle key, one
+// scope, one refresh family) it could lose more times than MaxAttempts
+// allows.
+func Rerun(ctx context.Context) context.Context { return context.WithValue(ctx, rerunKey{}, true) }
+
+func isRerun(ctx context.Context) bool {
+	r, _ := ctx.Value(rerunKey{}).(bool)
+	return r
+}
+
 // RunAgain says whether a unit of work that has now run attempt times, and
 // lost a serialization race or deadlocked the last time (lost), runs once
 // more: at most MaxAttempts runs in all, and only if the pause before the

@@ -136,9 +136,16 @@ const commitMargin = 250 * time.Millisecond
 // resumes never commits work for a request that has already answered 503.
 // All of it is one round trip.
 func beginQuery(ctx context.Context) string {
+	begin := "BEGIN"
+	if isRerun(ctx) {
+		begin = "BEGIN ISOLATION LEVEL READ COMMITTED"
+	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		return "" // pgx's plain BEGIN
+		if begin == "BEGIN" {
+			return "" // pgx's plain BEGIN
+		}
+		return begin
 	}
 	left := time.Until(deadline).Milliseconds()
 	if left < 1 {
@@ -153,7 +160,7 @@ func beginQuery(ctx context.Context) string {
 	// first on a COMMIT waiting for a synchronous standby, PostgreSQL
 	// would report that commit successful with a mere warning, before the
 	// standby had it; the deadline closes the connection instead.
-	return fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d; "+
+	return fmt.Sprintf(begin+"; SET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d; "+
 		"SELECT set_config('authz.commit_by', (clock_timestamp() + interval '%d milliseconds')::text, true)",
 		left+1000, left, commitBy)
 }
@@ -366,6 +373,7 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 			return err
 		}
 		ResetFault(ctx)
+		ctx = Rerun(ctx)
 	}
 }
 
