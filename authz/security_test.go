@@ -307,6 +307,13 @@ func TestSecurityLoginThrottleConcurrent(t *testing.T) {
 	if passed > 5 || (passed < 5 && shed == 0) {
 		t.Errorf("%d of %d concurrent wrong-password attempts for alice were checked, want exactly the 5 free ones", passed, n)
 	}
+	// Attempts shed for the address's share of password checks were not
+	// counted: the free failures still left are used up one at a time.
+	for i := passed; i < 5; i++ {
+		if r := b.submit(p, f, map[string]string{"action": "login", "username": "alice", "password": "wrong again"}); r.status != http.StatusOK {
+			t.Fatalf("wrong password %d after the concurrent ones: %d, want 200 Incorrect", i+1, r.status)
+		}
+	}
 	res := b.submit(p, f, map[string]string{"action": "login", "username": "alice", "password": testPassword})
 	if res.status != http.StatusTooManyRequests || sessions(t, e, alice.ID) != 0 {
 		t.Errorf("the right password after %d concurrent failures: want 429 and no session, got %d\n%s", n, res.status, res.body)
