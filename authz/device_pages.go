@@ -41,24 +41,6 @@ const (
 	pageDeviceDoneFile = "device_done.html"
 )
 
-// deviceText is the device pages' text, in pageText's style (strings.go),
-// added to pageText at start-up.
-var deviceText = map[string]string{
-	"device.title":           "Connect a device",
-	"device.heading":         "Connect a device",
-	"device.lead":            "Enter the code shown on your device.",
-	"device.code_label":      "Code",
-	"device.continue":        "Continue",
-	"device.confirm_heading": "%s on your device wants to access your account",
-	"device.compare":         "Make sure this code matches the one shown on your device: %s",
-	"device.compare_warning": "If it does not, or you did not start this, deny: someone may be trying to get into your account.",
-	"device.confirm":         "Confirm",
-	"device.cancel":          "Cancel",
-	"device.done_approved":   "The device is connected. You can return to your device now.",
-	"device.done_denied":     "The request was denied, and the device was not connected. You can return to your device.",
-	"device.done_heading":    "Return to your device",
-}
-
 // deviceErrors are the code step's messages, shown as the page's Error
 // like the login page's (by Go code, so not in pageText).
 var deviceErrors = map[string]string{
@@ -70,12 +52,6 @@ var deviceErrors = map[string]string{
 
 func deviceErrorText(key string, args ...any) string {
 	return fmt.Sprintf(deviceErrors[key], args...)
-}
-
-func init() {
-	for k, v := range deviceText {
-		pageText[k] = v
-	}
 }
 
 func (p *pages) renderDevice(w http.ResponseWriter, status int, d devicePage) {

@@ -39,6 +39,21 @@ var pageText = map[string]string{
 	// A client identified by a URL (authz/cimd.go): the URL, the brand.
 	"consent.metadata_document": "This app is identified by %[1]s; it was not registered with %[2]s.",
 
+	// device.html, device_done.html (the device flow, authz/device.go)
+	"device.title":           "Connect a device",
+	"device.heading":         "Connect a device",
+	"device.lead":            "Enter the code shown on your device.",
+	"device.code_label":      "Code",
+	"device.continue":        "Continue",
+	"device.confirm_heading": "%s on your device wants to access your account",
+	"device.compare":         "Make sure this code matches the one shown on your device: %s",
+	"device.compare_warning": "If it does not, or you did not start this, deny: someone may be trying to get into your account.",
+	"device.confirm":         "Confirm",
+	"device.cancel":          "Cancel",
+	"device.done_approved":   "The device is connected. You can return to your device now.",
+	"device.done_denied":     "The request was denied, and the device was not connected. You can return to your device.",
+	"device.done_heading":    "Return to your device",
+
 	// What the consent page says a scope allows, unless the scope
 	// catalogue describes it (authz/scopes.go).
 	"scope.openid":         "Confirm your identity",

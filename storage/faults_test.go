@@ -69,6 +69,12 @@ func faultStore(t *testing.T) (*storage.Store, *storage.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
+	return storeWithClient(t, pool)
+}
+
+// storeWithClient is a store on pool with one client, "app".
+func storeWithClient(t *testing.T, pool *pgxpool.Pool) (*storage.Store, *storage.Client) {
+	t.Helper()
 	s := storage.New(pool)
 	c := &storage.Client{
 		ID: "app", SecretHash: storage.HashGeneratedSecret("secret"), Name: "App",
@@ -279,15 +285,7 @@ func TestCommitAnswerLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s := storage.New(pool)
-	c := &storage.Client{
-		ID: "app", SecretHash: storage.HashGeneratedSecret("secret"), Name: "App",
-		RedirectURIs: []string{"https://app.example.com/cb"}, GrantTypes: []string{"authorization_code"},
-		ResponseTypes: []string{"code"}, Scopes: []string{"openid"}, TokenEndpointAuthMethod: "client_secret_basic",
-	}
-	if err := s.CreateClient(t.Context(), c); err != nil {
-		t.Fatal(err)
-	}
+	s, c := storeWithClient(t, pool)
 
 	tests := []struct {
 		name    string
