@@ -101,6 +101,28 @@ type ClientMetadata struct {
 	RefreshTokenLifespan int64 `json:"refresh_token_lifespan,omitempty"`
 	IDTokenLifespan      int64 `json:"id_token_lifespan,omitempty"`
 
+	// OpenID Connect Dynamic Client Registration 1.0 (2) and RFC 7591 (2,
+	// 2.3) metadata. ApplicationType is "web" (the default) or "native".
+	ApplicationType   string   `json:"application_type"`
+	TOSURI            string   `json:"tos_uri,omitempty"`
+	PolicyURI         string   `json:"policy_uri,omitempty"`
+	SoftwareID        string   `json:"software_id,omitempty"`
+	SoftwareVersion   string   `json:"software_version,omitempty"`
+	SoftwareStatement string   `json:"software_statement,omitempty"`
+	DefaultMaxAge     int64    `json:"default_max_age,omitempty"`
+	RequireAuthTime   bool     `json:"require_auth_time,omitempty"`
+	DefaultACRValues  []string `json:"default_acr_values,omitempty"`
+	// SubjectType is "public" (the default) or "pairwise" (OpenID Connect
+	// Core 8).
+	SubjectType                       string `json:"subject_type"`
+	SectorIdentifierURI               string `json:"sector_identifier_uri,omitempty"`
+	UserinfoSignedResponseAlg         string `json:"userinfo_signed_response_alg,omitempty"`
+	FrontchannelLogoutURI             string `json:"frontchannel_logout_uri,omitempty"`
+	FrontchannelLogoutSessionRequired bool   `json:"frontchannel_logout_session_required,omitempty"`
+	BackchannelLogoutURI              string `json:"backchannel_logout_uri,omitempty"`
+	BackchannelLogoutSessionRequired  bool   `json:"backchannel_logout_session_required,omitempty"`
+	InitiateLoginURI                  string `json:"initiate_login_uri,omitempty"`
+
 	// Read-only: set by the server in responses, ignored in requests.
 	PreviousSecretExpiresAt *int64 `json:"previous_client_secret_expires_at,omitempty"`
 	// MetadataDocument: the client is identified by its client_id URL and
@@ -158,6 +180,12 @@ func (m *ClientMetadata) Normalize() {
 	}
 	if m.AccessTokenStrategy == "" {
 		m.AccessTokenStrategy = "opaque"
+	}
+	if m.ApplicationType == "" {
+		m.ApplicationType = "web"
+	}
+	if m.SubjectType == "" {
+		m.SubjectType = "public"
 	}
 	if m.TokenEndpointAuthMethod == "private_key_jwt" && m.TokenEndpointAuthSigningAlg == "" {
 		m.TokenEndpointAuthSigningAlg = defaultAssertionAlg(m.JWKS)
@@ -745,6 +773,24 @@ func (m *ClientMetadata) storageClient() *storage.Client {
 		IDTokenLifespan:             int(m.IDTokenLifespan),
 
 		RequirePushedAuthorizationRequests: m.RequirePushedAuthorizationRequests,
+
+		ApplicationType:                   m.ApplicationType,
+		TOSURI:                            m.TOSURI,
+		PolicyURI:                         m.PolicyURI,
+		SoftwareID:                        m.SoftwareID,
+		SoftwareVersion:                   m.SoftwareVersion,
+		SoftwareStatement:                 m.SoftwareStatement,
+		DefaultMaxAge:                     int(m.DefaultMaxAge),
+		RequireAuthTime:                   m.RequireAuthTime,
+		DefaultACRValues:                  m.DefaultACRValues,
+		SubjectType:                       m.SubjectType,
+		SectorIdentifierURI:               m.SectorIdentifierURI,
+		UserinfoSignedResponseAlg:         m.UserinfoSignedResponseAlg,
+		FrontchannelLogoutURI:             m.FrontchannelLogoutURI,
+		FrontchannelLogoutSessionRequired: m.FrontchannelLogoutSessionRequired,
+		BackchannelLogoutURI:              m.BackchannelLogoutURI,
+		BackchannelLogoutSessionRequired:  m.BackchannelLogoutSessionRequired,
+		InitiateLoginURI:                  m.InitiateLoginURI,
 	}
 }
 
@@ -776,6 +822,24 @@ func ClientMetadataOf(c *storage.Client) ClientMetadata {
 
 		RequirePushedAuthorizationRequests: c.RequirePushedAuthorizationRequests,
 		MetadataDocument:                   c.MetadataDocument,
+
+		ApplicationType:                   c.ApplicationType,
+		TOSURI:                            c.TOSURI,
+		PolicyURI:                         c.PolicyURI,
+		SoftwareID:                        c.SoftwareID,
+		SoftwareVersion:                   c.SoftwareVersion,
+		SoftwareStatement:                 c.SoftwareStatement,
+		DefaultMaxAge:                     int64(c.DefaultMaxAge),
+		RequireAuthTime:                   c.RequireAuthTime,
+		DefaultACRValues:                  c.DefaultACRValues,
+		SubjectType:                       c.SubjectType,
+		SectorIdentifierURI:               c.SectorIdentifierURI,
+		UserinfoSignedResponseAlg:         c.UserinfoSignedResponseAlg,
+		FrontchannelLogoutURI:             c.FrontchannelLogoutURI,
+		FrontchannelLogoutSessionRequired: c.FrontchannelLogoutSessionRequired,
+		BackchannelLogoutURI:              c.BackchannelLogoutURI,
+		BackchannelLogoutSessionRequired:  c.BackchannelLogoutSessionRequired,
+		InitiateLoginURI:                  c.InitiateLoginURI,
 	}
 	if len(c.GetRotatedHashes()) > 0 {
 		exp := c.RotatedSecretExpiresAt.Unix()

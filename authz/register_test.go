@@ -446,7 +446,7 @@ func TestRegistrationUpdate(t *testing.T) {
 		{"scope outside the policy", with(before, "scope", "openid admin"), metadata, `"admin"`},
 		{"skip_consent", with(before, "skip_consent", true), metadata, "skip_consent"},
 		{"audience", with(before, "audience", []string{"https://api.example.com"}), metadata, "audience"},
-		{"unknown field", with(before, "software_version", "2.0"), metadata, "software_version"},
+		{"unknown field", with(before, "colour", "red"), metadata, "colour"},
 		{"wrong type", with(before, "redirect_uris", appCallback), metadata, "redirect_uris"},
 		{"public client with client_credentials", with(before, "token_endpoint_auth_method", "none", "grant_types", []string{"authorization_code", "client_credentials"}), metadata, "client_credentials"},
 		{"invalid JSON", `{"client_id": "` + c.ClientID + `",`, "invalid_request", "JSON"},

@@ -64,6 +64,30 @@ type Client struct {
 	// kept from the document at that URL (UpsertMetadataDocumentClient),
 	// not registered by the operator.
 	MetadataDocument bool `db:"metadata_document"`
+
+	// Registration metadata of OpenID Connect Dynamic Client Registration
+	// 1.0 (migration 017). ApplicationType is "web" or "native" and decides
+	// the redirect URI rules.
+	ApplicationType   string   `db:"application_type"`
+	TOSURI            string   `db:"tos_uri"`
+	PolicyURI         string   `db:"policy_uri"`
+	SoftwareID        string   `db:"software_id"`
+	SoftwareVersion   string   `db:"software_version"`
+	SoftwareStatement string   `db:"software_statement"`
+	DefaultMaxAge     int      `db:"default_max_age"` // seconds; 0: none
+	RequireAuthTime   bool     `db:"require_auth_time"`
+	DefaultACRValues  []string `db:"default_acr_values"`
+	// SubjectType is "public" or "pairwise" (OpenID Connect Core 8);
+	// Sector is the host pairwise subjects are computed for.
+	SubjectType                       string `db:"subject_type"`
+	SectorIdentifierURI               string `db:"sector_identifier_uri"`
+	Sector                            string `db:"sector"`
+	UserinfoSignedResponseAlg         string `db:"userinfo_signed_response_alg"`
+	FrontchannelLogoutURI             string `db:"frontchannel_logout_uri"`
+	FrontchannelLogoutSessionRequired bool   `db:"frontchannel_logout_session_required"`
+	BackchannelLogoutURI              string `db:"backchannel_logout_uri"`
+	BackchannelLogoutSessionRequired  bool   `db:"backchannel_logout_session_required"`
+	InitiateLoginURI                  string `db:"initiate_login_uri"`
 }
 
 var (
@@ -214,6 +238,26 @@ var clientColumnNames = []string{
 	"token_endpoint_auth_signing_alg", "access_token_lifespan", "refresh_token_lifespan", "id_token_lifespan",
 	"access_token_strategy", "id_token_signed_response_alg", "require_pushed_authorization_requests",
 	"metadata_document",
+	"application_type", "tos_uri", "policy_uri", "software_id", "software_version", "software_statement",
+	"default_max_age", "require_auth_time", "default_acr_values", "subject_type", "sector_identifier_uri",
+	"sector", "userinfo_signed_response_alg", "frontchannel_logout_uri", "frontchannel_logout_session_required",
+	"backchannel_logout_uri", "backchannel_logout_session_required", "initiate_login_uri",
+}
+
+// writableClientColumns are the columns CreateClient and UpdateClient set,
+// in the order of clientArgs: all but id (the key), created_at,
+// updated_at and metadata_document, which only the store sets.
+var writableClientColumns = []string{
+	"secret_hash", "name", "redirect_uris", "grant_types", "response_types", "scopes",
+	"audience", "token_endpoint_auth_method", "public", "skip_consent", "jwks", "jwks_uri",
+	"post_logout_redirect_uris", "logo_uri", "client_uri", "contacts",
+	"rotated_secret_hash", "rotated_secret_expires_at", "registration_token_hash",
+	"token_endpoint_auth_signing_alg", "access_token_lifespan", "refresh_token_lifespan", "id_token_lifespan",
+	"access_token_strategy", "id_token_signed_response_alg", "require_pushed_authorization_requests",
+	"application_type", "tos_uri", "policy_uri", "software_id", "software_version", "software_statement",
+	"default_max_age", "require_auth_time", "default_acr_values", "subject_type", "sector_identifier_uri",
+	"sector", "userinfo_signed_response_alg", "frontchannel_logout_uri", "frontchannel_logout_session_required",
+	"backchannel_logout_uri", "backchannel_logout_session_required", "initiate_login_uri",
 }
 
 // clientColumns lists the client columns, qualified by alias when given.
@@ -233,8 +277,58 @@ func clientArgs(c *Client) []any {
 		c.RotatedSecretHash, c.RotatedSecretExpiresAt, c.RegistrationTokenHash,
 		c.TokenEndpointAuthSigningAlg, c.AccessTokenLifespan, c.RefreshTokenLifespan, c.IDTokenLifespan,
 		accessTokenStrategy(c.AccessTokenStrategy), c.IDTokenSignedResponseAlg, c.RequirePushedAuthorizationRequests,
+		orDefault(c.ApplicationType, "web"), c.TOSURI, c.PolicyURI, c.SoftwareID, c.SoftwareVersion, c.SoftwareStatement,
+		c.DefaultMaxAge, c.RequireAuthTime, nonNilStrings(c.DefaultACRValues), orDefault(c.SubjectType, "public"),
+		c.SectorIdentifierURI, c.Sector, c.UserinfoSignedResponseAlg, c.FrontchannelLogoutURI,
+		c.FrontchannelLogoutSessionRequired, c.BackchannelLogoutURI, c.BackchannelLogoutSessionRequired,
+		c.InitiateLoginURI,
 	}
 }
+
+// orDefault is s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// clientWriteSQL builds the INSERT (create) or UPDATE statement over the
+// writable columns, with $1 the id and clientArgs' values after it.
+func clientWriteSQL(create bool) string {
+	var b strings.Builder
+	if create {
+		b.WriteString("INSERT INTO clients (id")
+		for _, c := range writableClientColumns {
+			b.WriteString(", " + c)
+		}
+		b.WriteString(") VALUES ($1")
+		for i, c := range writableClientColumns {
+			b.WriteString(fmt.Sprintf(", $%d%s", i+2, jsonbCast(c)))
+		}
+		b.WriteString(")")
+	} else {
+		b.WriteString("UPDATE clients SET ")
+		for i, c := range writableClientColumns {
+			b.WriteString(fmt.Sprintf("%s = $%d%s, ", c, i+2, jsonbCast(c)))
+		}
+		b.WriteString("updated_at = now() WHERE id = $1")
+	}
+	b.WriteString(" RETURNING " + clientColumns(""))
+	return b.String()
+}
+
+func jsonbCast(column string) string {
+	if column == "jwks" {
+		return "::jsonb"
+	}
+	return ""
+}
+
+var (
+	createClientSQL = clientWriteSQL(true)
+	updateClientSQL = clientWriteSQL(false)
+)
 
 // accessTokenStrategy is what is stored for s: "opaque" when unset.
 func accessTokenStrategy(s string) string {
@@ -249,16 +343,7 @@ func accessTokenStrategy(s string) string {
 // ErrAlreadyExists.
 func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	defer s.clientChanged(ctx, c.ID)()
-	rows, err := s.db(ctx).Query(ctx, `
-		INSERT INTO clients (id, secret_hash, name, redirect_uris, grant_types, response_types, scopes,
-			audience, token_endpoint_auth_method, public, skip_consent, jwks, jwks_uri,
-			post_logout_redirect_uris, logo_uri, client_uri, contacts,
-			rotated_secret_hash, rotated_secret_expires_at, registration_token_hash,
-			token_endpoint_auth_signing_alg, access_token_lifespan, refresh_token_lifespan, id_token_lifespan,
-			access_token_strategy, id_token_signed_response_alg, require_pushed_authorization_requests)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17,
-			$18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
-		RETURNING `+clientColumns(""), clientArgs(c)...)
+	rows, err := s.db(ctx).Query(ctx, createClientSQL, clientArgs(c)...)
 	if err != nil {
 		return translate("create client", err)
 	}
@@ -276,19 +361,7 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 // same transaction to change only part of it.
 func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 	defer s.clientChanged(ctx, c.ID)()
-	rows, err := s.db(ctx).Query(ctx, `
-		UPDATE clients SET secret_hash = $2, name = $3, redirect_uris = $4, grant_types = $5,
-			response_types = $6, scopes = $7, audience = $8, token_endpoint_auth_method = $9,
-			public = $10, skip_consent = $11, jwks = $12::jsonb, jwks_uri = $13,
-			post_logout_redirect_uris = $14, logo_uri = $15, client_uri = $16, contacts = $17,
-			rotated_secret_hash = $18, rotated_secret_expires_at = $19, registration_token_hash = $20,
-			token_endpoint_auth_signing_alg = $21, access_token_lifespan = $22,
-			refresh_token_lifespan = $23, id_token_lifespan = $24,
-			access_token_strategy = $25, id_token_signed_response_alg = $26,
-			require_pushed_authorization_requests = $27,
-			updated_at = now()
-		WHERE id = $1
-		RETURNING `+clientColumns(""), clientArgs(c)...)
+	rows, err := s.db(ctx).Query(ctx, updateClientSQL, clientArgs(c)...)
 	if err != nil {
 		return translate("update client", err)
 	}
