@@ -7,10 +7,10 @@ package bench
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -124,18 +124,20 @@ const maxConsecutiveErrors = 50
 
 // driver runs one job.
 type driver struct {
-	job     Job
-	do      func(ctx context.Context, w *worker, item string) (string, error)
-	use     itemUse
-	next    atomic.Int64 // index of the next item
-	outputs atomic.Int64
-	authURL string
+	job        Job
+	do         func(ctx context.Context, w *worker, item string) (string, error)
+	use        itemUse
+	next       atomic.Int64 // index of the next item
+	outputs    atomic.Int64
+	prefix     string // the issuer's path, under which the endpoints are
+	authTarget string // the authorize request's path and query
+	postHeader string // header lines of a POST with the client's credentials
 }
 
 // worker is one closed loop: a request, its answer, the next request.
 type worker struct {
 	id        int
-	client    *http.Client
+	client    *rawClient
 	chain     string // refresh-long: the worker's current refresh token
 	refreshes int
 	lat       []time.Duration
@@ -182,7 +184,14 @@ func newDriver(job Job) (*driver, error) {
 		"response_type": {"code"}, "client_id": {job.ClientID}, "redirect_uri": {job.RedirectURI},
 		"scope": {job.Scope}, "state": {"bench-state-0123456789"}, "nonce": {"bench-nonce-0123456789"},
 	}
-	d.authURL = job.Issuer + "/oauth2/authorize?" + q.Encode()
+	u, err := url.Parse(job.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	d.prefix = strings.TrimSuffix(u.Path, "/")
+	d.authTarget = d.prefix + "/oauth2/authorize?" + q.Encode()
+	basic := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(job.ClientID) + ":" + url.QueryEscape(job.Secret)))
+	d.postHeader = "Content-Type: application/x-www-form-urlencoded\r\nAuthorization: Basic " + basic + "\r\n"
 	return d, nil
 }
 
@@ -196,11 +205,15 @@ type hooks struct {
 func (d *driver) run(ctx context.Context, h hooks) (JobResult, error) {
 	workers := make([]*worker, d.job.Concurrency)
 	for i := range workers {
-		workers[i] = &worker{id: i, client: newHTTPClient()}
+		c, err := newRawClient(d.job.Issuer)
+		if err != nil {
+			return JobResult{}, err
+		}
+		workers[i] = &worker{id: i, client: c}
 		if d.use == useChain {
 			workers[i].chain = d.job.Items[i]
 		}
-		defer workers[i].client.CloseIdleConnections()
+		defer c.close()
 	}
 	if d.use == useChain {
 		d.next.Store(int64(len(workers)))
@@ -336,21 +349,6 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// newHTTPClient is one worker's client: its own keep-alive connection,
-// redirects not followed, no cookie jar (the session cookie is set by
-// hand).
-func newHTTPClient() *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			MaxIdleConnsPerHost: 1,
-			DisableCompression:  true,
-			IdleConnTimeout:     time.Minute,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       30 * time.Second,
-	}
-}
-
 // The operations.
 
 func (d *driver) introspect(ctx context.Context, w *worker, token string) (string, error) {
@@ -382,24 +380,15 @@ func (d *driver) clientCredentials(ctx context.Context, w *worker, _ string) (st
 // authorize asks for a code with the worker's login session; the client
 // skips consent, so the answer is the redirect with the code.
 func (d *driver) authorize(ctx context.Context, w *worker) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.authURL, nil)
-	if err != nil {
-		return "", err
-	}
 	session := d.job.Sessions[w.id%len(d.job.Sessions)]
-	req.Header.Set("Cookie", d.job.CookieName+"="+session)
-	resp, err := w.client.Do(req)
+	a, err := w.client.do(ctx, http.MethodGet, d.authTarget, "Cookie: "+d.job.CookieName+"="+session+"\r\n", nil)
 	if err != nil {
 		return "", err
 	}
-	body, err := readBody(resp)
-	if err != nil {
-		return "", err
+	if a.status != http.StatusSeeOther && a.status != http.StatusFound {
+		return "", answerError("authorize", a.status, a.body)
 	}
-	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound {
-		return "", answerError("authorize", resp.StatusCode, body)
-	}
-	loc, err := url.Parse(resp.Header.Get("Location"))
+	loc, err := url.Parse(a.location)
 	if err != nil {
 		return "", fmt.Errorf("authorize: redirect: %w", err)
 	}
@@ -471,24 +460,8 @@ func (d *driver) tokenRequest(ctx context.Context, w *worker, form url.Values) (
 // post sends a form with the job's client credentials in HTTP Basic, as
 // RFC 6749 2.3.1 encodes them.
 func (d *driver) post(ctx context.Context, w *worker, path string, form url.Values) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.job.Issuer+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(d.job.ClientID), url.QueryEscape(d.job.Secret))
-	resp, err := w.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	body, err := readBody(resp)
-	return resp.StatusCode, body, err
-}
-
-// readBody reads and closes the body, so the connection is reused.
-func readBody(resp *http.Response) ([]byte, error) {
-	defer resp.Body.Close()
-	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	a, err := w.client.do(ctx, http.MethodPost, d.prefix+path, d.postHeader, []byte(form.Encode()))
+	return a.status, a.body, err
 }
 
 func answerError(what string, status int, body []byte) error {
