@@ -90,7 +90,9 @@ func NewAdmin(cfg Config, store *storage.Store, logger *slog.Logger, opts ...Adm
 	for _, o := range opts {
 		o(a)
 	}
-	api := chain(a.routes(), guardDatabase(cfg.RequestTimeout, writeUnavailable))
+	// A pairwise client's sector_identifier_uri is fetched with the
+	// configured HTTP client, as jwks_uri documents are (pairwise.go).
+	api := chain(a.routes(), guardDatabase(cfg.RequestTimeout, writeUnavailable), sectorFetching(&a.cfg))
 	// The log comes first, so that a request whose panic was recovered
 	// has its line too.
 	return chain(a.extras(api), accessLog(a.log, "admin request", a.metrics, NewAuditor(a.log)), a.auditAdminRequests,
@@ -352,7 +354,7 @@ func (a *admin) createClient(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := decodeJSONBody(w, r, &m, maxClientMetadataLen, "invalid_client_metadata"); err != nil {
+	if err := a.decodeClientMetadata(w, r, &m); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -387,7 +389,7 @@ func (a *admin) putClient(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := decodeJSONBody(w, r, &m, maxClientMetadataLen, "invalid_client_metadata"); err != nil {
+	if err := a.decodeClientMetadata(w, r, &m); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -427,7 +429,8 @@ func (a *admin) patchClient(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		var m ClientMetadata
-		if err := decodeJSONObject(applyMergePatch(doc, patch), &m, "invalid_client_metadata"); err != nil {
+		_, newStatement := patch["software_statement"]
+		if err := a.decodePatchedMetadata(applyMergePatch(doc, patch), newStatement, &m); err != nil {
 			return err
 		}
 		out, err = UpdateClient(ctx, a.store, id, m)

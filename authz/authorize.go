@@ -149,6 +149,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		h.authorizeError(w, r, ar, err)
 		return
 	}
+	p.applyDefaultMaxAge(client)
 
 	var (
 		user     *storage.User
@@ -233,6 +234,15 @@ type prompt struct {
 	none, login, consent bool
 	maxAge               time.Duration // 0: no limit
 	hasMaxAge            bool
+}
+
+// applyDefaultMaxAge makes the client's default_max_age (OpenID Connect
+// Registration 2) the request's max_age when it sent none: the request's
+// own max_age overrides it.
+func (p *prompt) applyDefaultMaxAge(client *storage.Client) {
+	if !p.hasMaxAge && client.DefaultMaxAge > 0 {
+		p.maxAge, p.hasMaxAge = time.Duration(client.DefaultMaxAge)*time.Second, true
+	}
 }
 
 func parsePrompt(form url.Values) (prompt, error) {
@@ -441,7 +451,7 @@ func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.Au
 				return fosite.ErrServerError.WithWrap(err)
 			}
 		}
-		resp, err = h.provider.NewAuthorizeResponse(ctx, ar, h.newSession(user, authTime, requestedAt, ar.GetGrantedScopes()))
+		resp, err = h.provider.NewAuthorizeResponse(ctx, ar, h.newSession(ar.GetClient(), user, authTime, requestedAt, ar.GetGrantedScopes()))
 		return err
 	})
 	if errors.Is(err, errPushedSpent) {
@@ -457,13 +467,15 @@ func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, ar fosite.Au
 
 // newSession is what the code carries to the token endpoint: the subject,
 // and the ID token's claims with the profile and email claims the granted
-// scopes allow (OpenID Connect Core 5.4).
-func (h *Handler) newSession(user *storage.User, authTime, requestedAt time.Time, scopes fosite.Arguments) *openid.DefaultSession {
+// scopes allow (OpenID Connect Core 5.4). Subject is the user's id; the
+// claims' sub is the one client sees (pairwise.go), which fosite compares
+// an id_token_hint with.
+func (h *Handler) newSession(client fosite.Client, user *storage.User, authTime, requestedAt time.Time, scopes fosite.Arguments) *openid.DefaultSession {
 	return &openid.DefaultSession{
 		Subject:  user.ID,
 		Username: user.Username,
 		Claims: &jwt.IDTokenClaims{
-			Subject:                         user.ID,
+			Subject:                         h.subjects.of(client, user.ID),
 			Issuer:                          h.cfg.Issuer,
 			AuthTime:                        authTime.UTC().Truncate(time.Second),
 			RequestedAt:                     requestedAt.Truncate(time.Second),
@@ -521,6 +533,8 @@ func (h *Handler) showConsent(w http.ResponseWriter, r *http.Request, ar fosite.
 		ClientName:   clientName(client),
 		ClientURI:    client.ClientURI,
 		LogoURI:      client.LogoURI,
+		TOSURI:       client.TOSURI,
+		PolicyURI:    client.PolicyURI,
 		RedirectHost: host,
 		Username:     user.Username,
 		Scopes:       scopes,

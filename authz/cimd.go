@@ -143,7 +143,14 @@ func sameDocument(stored, doc *storage.Client) bool {
 		stored.Public == doc.Public && stored.JWKSURI == doc.JWKSURI && sameJSON(stored.JWKS, doc.JWKS) &&
 		slices.Equal(stored.PostLogoutRedirectURIs, doc.PostLogoutRedirectURIs) &&
 		stored.LogoURI == doc.LogoURI && stored.ClientURI == doc.ClientURI &&
-		slices.Equal(stored.Contacts, doc.Contacts) && stored.TokenEndpointAuthSigningAlg == doc.TokenEndpointAuthSigningAlg
+		slices.Equal(stored.Contacts, doc.Contacts) && stored.TokenEndpointAuthSigningAlg == doc.TokenEndpointAuthSigningAlg &&
+		stored.ApplicationType == doc.ApplicationType && stored.TOSURI == doc.TOSURI && stored.PolicyURI == doc.PolicyURI &&
+		stored.SoftwareID == doc.SoftwareID && stored.SoftwareVersion == doc.SoftwareVersion &&
+		stored.DefaultMaxAge == doc.DefaultMaxAge && stored.RequireAuthTime == doc.RequireAuthTime &&
+		slices.Equal(stored.DefaultACRValues, doc.DefaultACRValues) && stored.UserinfoSignedResponseAlg == doc.UserinfoSignedResponseAlg &&
+		stored.FrontchannelLogoutURI == doc.FrontchannelLogoutURI && stored.FrontchannelLogoutSessionRequired == doc.FrontchannelLogoutSessionRequired &&
+		stored.BackchannelLogoutURI == doc.BackchannelLogoutURI && stored.BackchannelLogoutSessionRequired == doc.BackchannelLogoutSessionRequired &&
+		stored.InitiateLoginURI == doc.InitiateLoginURI
 }
 
 // sameJSON compares JSON by value: PostgreSQL's jsonb does not keep the
@@ -188,19 +195,10 @@ type documentCall struct {
 	err    error
 }
 
-// newMetadataDocuments fetches with the jwks_uri rules: cfg.HTTPClient
-// when set, else a client that connects only to public addresses (unless
-// AUTHZ_JWKS_PRIVATE_NETWORKS); never following a redirect.
+// newMetadataDocuments fetches with the jwks_uri rules (newFetchClient).
 func newMetadataDocuments(cfg *Config, log *slog.Logger) *metadataDocuments {
-	client := &http.Client{Timeout: jwksFetchTimeout, Transport: publicTransport(cfg.JWKSPrivateNetworks)}
-	if cfg.HTTPClient != nil {
-		c := *cfg.HTTPClient
-		c.Jar = nil
-		client = &c
-	}
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &metadataDocuments{
-		client: client, now: cfg.now, scopes: cfg.RegistrationScopes, log: log,
+		client: newFetchClient(cfg), now: cfg.now, scopes: cfg.RegistrationScopes, log: log,
 		slots: make(chan struct{}, maxMetadataDocumentFetches), entries: map[string]*documentEntry{},
 	}
 }
@@ -394,10 +392,20 @@ func documentClient(id string, raw []byte, allowedScopes []string) (*storage.Cli
 			return nil, documentError("it has %s, which only this server's operator may set.", name)
 		}
 	}
+	if _, ok := members["software_statement"]; ok {
+		return nil, documentError("it has a software_statement; the document itself, served from its client_id URL, is what vouches for the client.")
+	}
+	if err := refuseUnsupportedMetadata(members); err != nil {
+		return nil, documentError("%s.", err.Error())
+	}
 	var m ClientMetadata
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, documentError("it is not valid client metadata: %v.", err)
 	}
+	if m.SubjectType != "" && m.SubjectType != "public" {
+		return nil, documentError("subject_type %q is not available to a client identified by a URL; leave it out.", m.SubjectType)
+	}
+	m.SectorIdentifierURI = ""
 	if m.ClientID != id {
 		return nil, documentError("its client_id is not the URL it was fetched from.")
 	}
@@ -420,6 +428,9 @@ func documentClient(id string, raw []byte, allowedScopes []string) (*storage.Cli
 	}
 	if err := m.Validate(); err != nil {
 		return nil, documentError("%s.", err.Error())
+	}
+	if claimed := m.claimedHTTPSRedirects(); len(claimed) > 0 {
+		return nil, documentError("redirect URI %q: a native app's https redirect URI to another host must be a claimed https URI (RFC 8252 7.2), which only this server's operator can vouch for.", claimed[0])
 	}
 	for _, s := range strings.Fields(m.Scope) {
 		if !slices.Contains(allowedScopes, s) {

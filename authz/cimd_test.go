@@ -241,6 +241,13 @@ func TestMetadataDocumentRefusals(t *testing.T) {
 		{"redirect_uri with a fragment", with("/badredirect.json", func(doc map[string]any) {
 			doc["redirect_uris"] = []string{cimdCallback + "#f"}
 		}), cimdCallback + "#f", "invalid_client", ""},
+		{"pairwise subjects", with("/pairwise.json", func(doc map[string]any) { doc["subject_type"] = "pairwise" }), cimdCallback, "invalid_client", ""},
+		{"request objects", with("/requesturis.json", func(doc map[string]any) { doc["request_uris"] = []string{"https://notes.example/r"} }), cimdCallback, "invalid_client", ""},
+		{"a software statement", with("/statement.json", func(doc map[string]any) { doc["software_statement"] = "e30.e30.sig" }), cimdCallback, "invalid_client", ""},
+		{"a native app's https redirect", with("/claimed.json", func(doc map[string]any) {
+			doc["application_type"] = "native"
+			doc["redirect_uris"] = []string{"https://notes.example/cb"}
+		}), "https://notes.example/cb", "invalid_client", ""},
 		{"not a JSON object", d.serveRaw(t, "/array.json", "[1,2]"), cimdCallback, "invalid_client", ""},
 		{"not found", base + "/missing.json", cimdCallback, "invalid_client", ""},
 	}
@@ -481,5 +488,35 @@ func TestMetadataDocumentPrivateKeyJWT(t *testing.T) {
 	})
 	if tok.status != http.StatusOK || tok.AccessToken == "" {
 		t.Fatalf("exchange with an assertion: %d %+v", tok.status, tok)
+	}
+}
+
+// TestMetadataDocumentVocabulary: what a document says of itself beyond
+// the basics (its application type, terms and policy, software, sign-in
+// defaults) is kept with its client, and a change to it is seen.
+func TestMetadataDocumentVocabulary(t *testing.T) {
+	t.Parallel()
+	d := newDocServer(t)
+	e := newEnv(t, withDocuments(d))
+	_, challenge := pkcePair()
+	path := "/vocab.json"
+	id := d.srv.URL + path
+	doc := notesDocument(id)
+	doc["application_type"] = "native"
+	doc["redirect_uris"] = []string{"com.example.notes:/cb"}
+	doc["tos_uri"] = "https://notes.example/tos"
+	doc["policy_uri"] = "https://notes.example/privacy"
+	doc["software_id"] = "notes-cli"
+	doc["software_version"] = "1.2"
+	doc["default_max_age"] = 3600
+	d.serve(t, path, doc, 0)
+	newBrowser(t).get(cimdAuthorize(e, id, "com.example.notes:/cb", challenge))
+	c, err := e.store.Client(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ApplicationType != "native" || c.TOSURI != "https://notes.example/tos" || c.PolicyURI != "https://notes.example/privacy" ||
+		c.SoftwareID != "notes-cli" || c.SoftwareVersion != "1.2" || c.DefaultMaxAge != 3600 || c.SubjectType != "public" {
+		t.Fatalf("stored document client: %+v", c)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -43,6 +44,15 @@ var (
 	// supportedAssertionAlgs are the JWS algorithms accepted for
 	// private_key_jwt client assertions (fosite verifies these).
 	supportedAssertionAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+	// applicationTypes (OpenID Connect Registration 2); the first is the
+	// default. It decides which redirect URIs a client may register.
+	applicationTypes = []string{"web", "native"}
+	// supportedSubjectTypes (OpenID Connect Core 8); the first is the
+	// default.
+	supportedSubjectTypes = []string{"public", "pairwise"}
+	// supportedUserinfoAlgs sign userinfo answers as JWTs for clients
+	// that ask (userinfo_signed_response_alg), with the ID token keys.
+	supportedUserinfoAlgs = supportedIDTokenAlgs
 )
 
 // Limits on client metadata, so that a registration cannot store megabytes.
@@ -303,8 +313,12 @@ func (m *ClientMetadata) Validate() error {
 	if usesCode && len(m.RedirectURIs) == 0 {
 		return invalidRedirect("at least one redirect URI is required for the authorization_code grant")
 	}
+	if !slices.Contains(applicationTypes, m.ApplicationType) {
+		return invalidMetadata("application_type %q is not supported (supported: %s)", m.ApplicationType, strings.Join(applicationTypes, ", "))
+	}
+	implicit := slices.Contains(m.GrantTypes, "implicit")
 	for _, u := range m.RedirectURIs {
-		if err := validateRedirectURI(u); err != nil {
+		if err := validateRedirectURI(u, m.ApplicationType, implicit); err != nil {
 			return err
 		}
 	}
@@ -312,7 +326,7 @@ func (m *ClientMetadata) Validate() error {
 		return invalidMetadata("at most %d post_logout_redirect_uris may be registered", maxRedirectURIs)
 	}
 	for _, u := range m.PostLogoutRedirectURIs {
-		if err := validateRedirectURI(u); err != nil {
+		if err := validateRedirectURI(u, m.ApplicationType, false); err != nil {
 			return invalidMetadata("post_logout_redirect_uri: %s", err)
 		}
 	}
@@ -359,13 +373,88 @@ func (m *ClientMetadata) Validate() error {
 			return invalidMetadata("%s must be a number of seconds from 1 to %d (0 or absent: the server's default)", l.name, l.max)
 		}
 	}
-	for _, u := range []struct{ name, value string }{{"logo_uri", m.LogoURI}, {"client_uri", m.ClientURI}} {
+	for _, u := range []struct{ name, value string }{
+		{"logo_uri", m.LogoURI}, {"client_uri", m.ClientURI}, {"tos_uri", m.TOSURI}, {"policy_uri", m.PolicyURI},
+		{"initiate_login_uri", m.InitiateLoginURI}, {"sector_identifier_uri", m.SectorIdentifierURI},
+	} {
 		if u.value == "" {
 			continue
 		}
 		if err := validHTTPSURL(u.name, u.value); err != nil {
 			return err
 		}
+	}
+	return m.validateRegistrationMetadata()
+}
+
+// Limits on the OpenID Connect Registration metadata.
+const (
+	maxSoftwareText     = 255
+	maxACRValues        = 10
+	maxDefaultMaxAge    = 365 * 24 * 60 * 60
+	maxSoftwareStmtSize = 16 << 10
+)
+
+// validateRegistrationMetadata checks the OpenID Connect Registration 1.0
+// and RFC 7591 2 fields that are stored with the client: what is acted on
+// must be a value we act on, and what is only kept must be small and safe
+// to show.
+func (m *ClientMetadata) validateRegistrationMetadata() error {
+	if err := validText("software_id", m.SoftwareID, maxSoftwareText); err != nil {
+		return err
+	}
+	if err := validText("software_version", m.SoftwareVersion, maxSoftwareText); err != nil {
+		return err
+	}
+	if len(m.SoftwareStatement) > maxSoftwareStmtSize || strings.ContainsFunc(m.SoftwareStatement, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return invalidMetadata("software_statement must be a compact JWT of at most %d bytes", maxSoftwareStmtSize)
+	}
+	if len(m.DefaultACRValues) > maxACRValues {
+		return invalidMetadata("at most %d default_acr_values may be registered", maxACRValues)
+	}
+	for _, v := range m.DefaultACRValues {
+		if v == "" || len(v) > maxSoftwareText || strings.ContainsFunc(v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) || !utf8.ValidString(v) {
+			return invalidMetadata("default_acr_values entry %q must be a non-empty string of at most %d bytes without spaces or control characters", v, maxSoftwareText)
+		}
+	}
+	if m.DefaultMaxAge < 0 || m.DefaultMaxAge > maxDefaultMaxAge {
+		return invalidMetadata("default_max_age must be a number of seconds from 0 to %d", maxDefaultMaxAge)
+	}
+	if !slices.Contains(supportedSubjectTypes, m.SubjectType) {
+		return invalidMetadata("subject_type %q is not supported (supported: %s)", m.SubjectType, strings.Join(supportedSubjectTypes, ", "))
+	}
+	if m.UserinfoSignedResponseAlg != "" && !slices.Contains(supportedUserinfoAlgs, m.UserinfoSignedResponseAlg) {
+		return invalidMetadata("userinfo_signed_response_alg %q is not supported (supported: %s; leave it out for plain JSON)", m.UserinfoSignedResponseAlg, strings.Join(supportedUserinfoAlgs, ", "))
+	}
+	for _, l := range []struct {
+		name, value, flag string
+		required          bool
+	}{
+		{"frontchannel_logout_uri", m.FrontchannelLogoutURI, "frontchannel_logout_session_required", m.FrontchannelLogoutSessionRequired},
+		{"backchannel_logout_uri", m.BackchannelLogoutURI, "backchannel_logout_session_required", m.BackchannelLogoutSessionRequired},
+	} {
+		if l.value == "" {
+			if l.required {
+				return invalidMetadata("%s needs %s", l.flag, l.name)
+			}
+			continue
+		}
+		if err := validLogoutURI(l.name, l.value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validLogoutURI requires an https URL, or http to this machine for
+// development, as for a web client's redirect URIs.
+func validLogoutURI(name, value string) error {
+	p, err := url.Parse(value)
+	if err == nil && p.Scheme == "http" && p.Host != "" && fosite.IsLocalhost(p) && p.Fragment == "" && len(value) <= maxURILength {
+		return nil
+	}
+	if err := validHTTPSURL(name, value); err != nil {
+		return invalidMetadata("%s must be an https URL without a fragment (http only to localhost)", name)
 	}
 	return nil
 }
@@ -516,8 +605,20 @@ func defaultAssertionAlg(raw json.RawMessage) string {
 }
 
 // validateRedirectURI requires an absolute URI without a fragment (RFC 6749
-// 3.1.2). A private-use scheme (com.example.app:/cb) is absolute too.
-func validateRedirectURI(raw string) error {
+// 3.1.2), of a kind the application type may use (OpenID Connect
+// Registration 2, RFC 8252 7): a web client's are https (http only to this
+// machine, for development), or a private-use scheme; a native app's are
+// private-use schemes (com.example.app:/cb), http to a loopback address,
+// or https it has claimed (see claimedHTTPSRedirects). A web client of the
+// implicit flow may use https only, and not to localhost (OpenID Connect
+// Registration 2): its tokens travel in the redirect itself.
+//
+// Registration 2 restricts web clients' redirect URIs only for the
+// implicit flow, and real clients register as web with a private-use
+// scheme among their redirect URIs (oidc-agent sends
+// edu.kit.data.oidc-agent:/redirect with application_type web), so a web
+// client of the code flow may have one.
+func validateRedirectURI(raw, applicationType string, implicit bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return invalidRedirect("redirect URI %q is not a valid URI: %v", raw, err)
@@ -528,6 +629,7 @@ func validateRedirectURI(raw string) error {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return invalidRedirect("redirect URI %q must not contain a fragment", raw)
 	}
+	native := applicationType == "native"
 	switch strings.ToLower(u.Scheme) {
 	case "http", "https":
 		if u.Hostname() == "" || strings.ContainsAny(u.Host, "*%") {
@@ -541,13 +643,54 @@ func validateRedirectURI(raw string) error {
 		if !strings.Contains(u.Scheme, ".") {
 			return invalidRedirect("redirect URI %q: a private-use scheme must be a reverse domain name such as com.example.app", raw)
 		}
+		if !native && implicit {
+			return invalidRedirect("redirect URI %q: a web client of the implicit flow must use https redirect URIs (OpenID Connect Registration 2)", raw)
+		}
+		return nil
+	}
+	if !native && implicit && (u.Scheme != "https" || loopbackRedirect(u)) {
+		return invalidRedirect("redirect URI %q: a web client of the implicit flow must use https, and not to localhost (OpenID Connect Registration 2)", raw)
 	}
 	// Plain http leaks the code on the wire; it is only for apps on this
 	// machine (RFC 8252 7.3). fosite enforces the same at /authorize.
-	if u.Scheme == "http" && !fosite.IsLocalhost(u) {
+	if u.Scheme != "http" {
+		return nil
+	}
+	if native && !loopbackRedirect(u) {
+		return invalidRedirect("redirect URI %q: a native app's http redirect URI must be to a loopback address (127.0.0.1, [::1] or localhost; RFC 8252 7.3)", raw)
+	}
+	if !fosite.IsLocalhost(u) {
 		return invalidRedirect("redirect URI %q must use https (http is allowed only for localhost and loopback addresses)", raw)
 	}
 	return nil
+}
+
+// loopbackRedirect reports whether u is to a loopback IP literal or to
+// localhost, which RFC 8252 8.3 discourages but real native clients use.
+func loopbackRedirect(u *url.URL) bool {
+	h := u.Hostname()
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
+}
+
+// claimedHTTPSRedirects lists a native client's https redirect URIs to
+// hosts other than this machine: claimed https URIs (RFC 8252 7.2), which
+// only the app's platform can tie to the app. An operator may vouch for
+// them; a client registering itself cannot, so registration refuses them.
+func (m *ClientMetadata) claimedHTTPSRedirects() []string {
+	if m.ApplicationType != "native" {
+		return nil
+	}
+	var claimed []string
+	for _, raw := range append(slices.Clone(m.RedirectURIs), m.PostLogoutRedirectURIs...) {
+		if u, err := url.Parse(raw); err == nil && strings.EqualFold(u.Scheme, "https") && !loopbackRedirect(u) {
+			claimed = append(claimed, raw)
+		}
+	}
+	return claimed
 }
 
 // validScopeToken reports whether s is a scope-token of RFC 6749 3.3.
@@ -593,6 +736,10 @@ func createClient(ctx context.Context, store ClientStore, m ClientMetadata, regi
 	if err := m.Validate(); err != nil {
 		return ClientMetadata{}, err
 	}
+	sector, err := resolveSector(ctx, &m)
+	if err != nil {
+		return ClientMetadata{}, err
+	}
 	if m.ClientID == "" {
 		id, err := newClientID()
 		if err != nil {
@@ -608,6 +755,7 @@ func createClient(ctx context.Context, store ClientStore, m ClientMetadata, regi
 		}
 	}
 	c := m.storageClient()
+	c.Sector = sector
 	c.SecretHash = hash
 	c.RegistrationTokenHash = registrationTokenHash
 	if err := store.CreateClient(ctx, c); err != nil {
@@ -676,13 +824,21 @@ func UpdateClient(ctx context.Context, store ClientStore, id string, m ClientMet
 	if err := m.Validate(); err != nil {
 		return ClientMetadata{}, err
 	}
+	sector, err := resolveSector(ctx, &m) // fetches: before the row is locked
+	if err != nil {
+		return ClientMetadata{}, err
+	}
 	var out ClientMetadata
-	err := store.InTx(ctx, func(ctx context.Context) error {
+	err = store.InTx(ctx, func(ctx context.Context) error {
 		cur, err := store.ClientForUpdate(ctx, id)
 		if err != nil {
 			return err
 		}
 		c := m.storageClient()
+		c.Sector = sector
+		if err := keepSector(cur, c); err != nil {
+			return err
+		}
 		c.RegistrationTokenHash = cur.RegistrationTokenHash
 		var secret string
 		if usesSecret(m.TokenEndpointAuthMethod) {

@@ -51,7 +51,13 @@ func TestRedirectURIRegistration(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.uri, func(t *testing.T) {
 			t.Parallel()
-			m := ClientMetadata{ClientName: "App", RedirectURIs: []string{tc.uri}}
+			// Private-use schemes are a native app's (redirect_rules_test.go
+			// has the rules of each application type).
+			appType := "web"
+			if !strings.HasPrefix(tc.uri, "http") {
+				appType = "native"
+			}
+			m := ClientMetadata{ClientName: "App", ApplicationType: appType, RedirectURIs: []string{tc.uri}}
 			m.Normalize()
 			err := m.Validate()
 			if tc.ok {
@@ -71,7 +77,7 @@ func TestRedirectURIRegistration(t *testing.T) {
 			}
 
 			// The same URI as a post-logout redirect URI.
-			m = ClientMetadata{ClientName: "App", RedirectURIs: []string{"https://app.example.com/cb"}, PostLogoutRedirectURIs: []string{tc.uri}}
+			m = ClientMetadata{ClientName: "App", ApplicationType: appType, RedirectURIs: []string{"https://app.example.com/cb"}, PostLogoutRedirectURIs: []string{tc.uri}}
 			m.Normalize()
 			err = m.Validate()
 			if tc.ok {

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	josev4 "github.com/go-jose/go-jose/v4"
 )
 
 // Config is the server's configuration. ConfigFromEnv reads it from the
@@ -108,6 +110,10 @@ type Config struct {
 	// device flow, whose confirmation page shows the client's own name
 	// to people following a link it may have sent them.
 	RegistrationDevice bool
+	// SoftwareStatementKeys verify software statements (RFC 7591 2.3) in
+	// registration and the admin API; nil: statements are refused. Read
+	// at start from the JWKS file AUTHZ_SOFTWARE_STATEMENT_KEYS names.
+	SoftwareStatementKeys *josev4.JSONWebKeySet
 
 	// ClientSecretGrace is how long a client's previous secret keeps working
 	// after a rotation, unless the rotation asks otherwise.
@@ -227,6 +233,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if v := getenv("AUTHZ_REGISTRATION_SCOPES"); v != "" {
 		c.RegistrationScopes = strings.Fields(strings.ReplaceAll(v, ",", " "))
+	}
+	if v := strings.TrimSpace(getenv("AUTHZ_SOFTWARE_STATEMENT_KEYS")); v != "" {
+		keys, err := LoadSoftwareStatementKeys(v)
+		if err != nil {
+			return c, err
+		}
+		c.SoftwareStatementKeys = keys
 	}
 	if v := getenv("AUTHZ_TRUSTED_PROXIES"); v != "" {
 		proxies, err := ParseTrustedProxies(v)

@@ -275,6 +275,11 @@ func (h *Handler) device(w http.ResponseWriter, r *http.Request) {
 		h.devicePageError(w, r, err)
 		return
 	}
+	// The client's default_max_age (OpenID Connect Registration 2) bounds
+	// how long ago the person may have signed in, as at /oauth2/authorize.
+	if user != nil && client.DefaultMaxAge > 0 && h.cfg.now().Sub(authTime) > time.Duration(client.DefaultMaxAge)*time.Second {
+		user = nil
+	}
 	if user == nil {
 		h.showDeviceLogin(w, r, client, in.userCode, in.username, "", http.StatusOK)
 		return

@@ -70,6 +70,7 @@ type Handler struct {
 	log      *slog.Logger
 	base     string // the issuer's path, under which every route lives
 	metrics  *Metrics
+	subjects *subjects // the sub each client sees (pairwise.go)
 
 	sessionCookie, csrfCookie string
 	crossOrigin               *http.CrossOriginProtection
@@ -104,6 +105,10 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
 	jwks := newJWKSFetcher(&cfg)
+	salt, err := store.PairwiseSalt(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pairwise subjects: %w", err)
+	}
 	h := &Handler{
 		cfg:    cfg,
 		store:  store,
@@ -113,11 +118,13 @@ func New(cfg Config, store *storage.Store, logger *slog.Logger) (*Handler, error
 		pages:  p,
 		log:    logger,
 		base:   issuer.Path,
+
+		subjects: &subjects{salt: salt},
 	}
 	h.metrics = newMetrics(store.Pool(), keys, h.cfg.now)
 	h.scopes = newScopeCatalogue(store, h.cfg.now, logger)
 	// Client secret checks share the password checks' per-address slots.
-	h.provider, h.strategy = newProvider(&h.cfg, newClientStore(&h.cfg, store, logger), keys, jwks, h.hashShare)
+	h.provider, h.strategy = newProvider(&h.cfg, newClientStore(&h.cfg, store, logger), keys, jwks, h.hashShare, h.subjects)
 	h.sessionCookie, h.csrfCookie = cookieNames(cfg.secureCookies(), h.base)
 	h.crossOrigin = http.NewCrossOriginProtection()
 	h.Handler = h.routes()
@@ -170,8 +177,9 @@ func (h *Handler) routes() http.Handler {
 	// Dynamic client registration (RFC 7591) and management (RFC 7592):
 	// bearer tokens, no cookies, so any origin may call them.
 	if h.cfg.Registration == RegistrationToken || h.cfg.Registration == RegistrationOpen {
-		sub.Handle("/oauth2/register", allowAnyOrigin(http.HandlerFunc(h.register))).Methods(http.MethodPost, http.MethodOptions)
-		sub.Handle("/oauth2/register/{client_id}", allowAnyOrigin(http.HandlerFunc(h.registration))).
+		fetchSectors := sectorFetching(&h.cfg)
+		sub.Handle("/oauth2/register", allowAnyOrigin(fetchSectors(http.HandlerFunc(h.register)))).Methods(http.MethodPost, http.MethodOptions)
+		sub.Handle("/oauth2/register/{client_id}", allowAnyOrigin(fetchSectors(http.HandlerFunc(h.registration)))).
 			Methods(http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodOptions)
 	}
 

@@ -179,7 +179,7 @@ func TestImplicitLoopbackAsksConsent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	c := e.createClient(t, authz.ClientMetadata{
-		ClientName: "Desktop app", RedirectURIs: []string{"http://127.0.0.1/cb"}, GrantTypes: []string{"implicit"},
+		ClientName: "Desktop app", ApplicationType: "native", RedirectURIs: []string{"http://127.0.0.1/cb"}, GrantTypes: []string{"implicit"},
 		ResponseTypes: []string{"token"}, Scope: "openid profile", TokenEndpointAuthMethod: "client_secret_basic", SkipConsent: true,
 	})
 	e.createUser(t, "alice")

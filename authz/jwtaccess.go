@@ -34,6 +34,7 @@ type accessTokens struct {
 	signer              *keySigner
 	issuer              string
 	now                 func() time.Time
+	subjects            *subjects // the sub each client sees (pairwise.go)
 }
 
 var _ oauth2.CoreStrategy = (*accessTokens)(nil)
@@ -142,7 +143,7 @@ func (s *accessTokens) generateJWT(ctx context.Context, r fosite.Requester, c *s
 	// RFC 9068 2.2: with no resource owner (client_credentials), sub
 	// names the client.
 	if sub := sess.GetSubject(); sub != "" {
-		claims["sub"] = sub
+		claims["sub"] = s.subjects.of(c, sub)
 	} else {
 		claims["sub"] = c.GetID()
 	}

@@ -80,7 +80,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 			still.ContinueURL, still.ContinueName = template.URL(lr.target.String()), clientName(lr.client)
 		}
 		h.pages.renderLoggedOut(w, http.StatusOK, still)
-	case action == "logout", user == nil, lr.hintSubject != "" && lr.hintSubject == user.ID:
+	case action == "logout", user == nil, lr.hintSubject != "" && lr.hintSubject == h.subjects.of(lr.client, user.ID):
 		if !h.endSession(w, r) {
 			return
 		}

@@ -44,6 +44,8 @@ type consentPage struct {
 	ClientName   string
 	ClientURI    string // optional; linked only when it is an https URL
 	LogoURI      string // optional; shown only when it is an https URL
+	TOSURI       string // optional terms of service; linked only when https
+	PolicyURI    string // optional privacy policy; linked only when https
 	RedirectHost string // "You will be sent back to <host>"
 	Username     string // "Signed in as <username>"
 	Scopes       []scopeView
@@ -111,6 +113,7 @@ var pageFiles = []struct {
 	{pageConsentFile, consentPage{
 		Action: "/", CSRFToken: "t", Hidden: []hiddenField{{"k", "v"}},
 		ClientName: "App", ClientURI: "https://app.example", LogoURI: "https://app.example/logo.png",
+		TOSURI: "https://app.example/tos", PolicyURI: "https://app.example/privacy",
 		RedirectHost: "app.example", Username: "user", Scopes: []scopeView{{"openid", "d"}},
 		IdentifiedBy: "https://app.example/client.json",
 	}},
@@ -247,6 +250,8 @@ func (p *pages) renderConsent(w http.ResponseWriter, status int, d consentPage) 
 	d.Hidden = pageHidden(d.Hidden)
 	d.ClientURI = pageHTTPSURL(d.ClientURI)
 	d.LogoURI = pageHTTPSURL(d.LogoURI)
+	d.TOSURI = pageHTTPSURL(d.TOSURI)
+	d.PolicyURI = pageHTTPSURL(d.PolicyURI)
 	if d.ClientName == "" {
 		d.ClientName = pageMessage("consent.unnamed_app")
 	}

@@ -50,7 +50,7 @@ type strategy struct {
 // newProvider composes fosite from an explicit list of the grants we
 // support; nothing is enabled that is not listed here. store's GetClient
 // knows clients identified by a URL (cimd.go).
-func newProvider(cfg *Config, store *clientStore, keys *keyManager, jwks fosite.JWKSFetcherStrategy, share func(*http.Request) shareKey) (*fosite.Fosite, oauth2.CoreStrategy) {
+func newProvider(cfg *Config, store *clientStore, keys *keyManager, jwks fosite.JWKSFetcherStrategy, share func(*http.Request) shareKey, subs *subjects) (*fosite.Fosite, oauth2.CoreStrategy) {
 	fc := &fositeConfig{Config: &fosite.Config{
 		AccessTokenLifespan:            cfg.AccessTokenLifespan,
 		RefreshTokenLifespan:           cfg.RefreshTokenLifespan,
@@ -85,8 +85,9 @@ func newProvider(cfg *Config, store *clientStore, keys *keyManager, jwks fosite.
 			signer:       signer,
 			issuer:       cfg.Issuer,
 			now:          cfg.now,
+			subjects:     subs,
 		},
-		OpenIDConnectTokenStrategy: idTokenStrategy{&openid.DefaultStrategy{Signer: signer, Config: fc}},
+		OpenIDConnectTokenStrategy: idTokenStrategy{&openid.DefaultStrategy{Signer: signer, Config: fc}, subs},
 		Signer:                     signer,
 	}
 
@@ -173,6 +174,7 @@ func (q quietTokenHandler) PopulateTokenEndpointResponse(ctx context.Context, r 
 // strategy hands the signer no client, so the algorithm goes in ctx.
 type idTokenStrategy struct {
 	openid.OpenIDConnectTokenStrategy
+	subjects *subjects
 }
 
 func (s idTokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Duration, r fosite.Requester) (string, error) {
@@ -189,6 +191,12 @@ func (s idTokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Dura
 			sess.IDTokenClaims().AccessTokenHash = ""
 			sess.IDTokenClaims().CodeHash = ""
 		}
+	}
+	// The one place every ID token passes (code, refresh, implicit,
+	// device): its sub is the one this client sees (pairwise.go), from the
+	// session's user id, whatever the claims were stored with.
+	if sess, ok := r.GetSession().(openid.Session); ok && sess.GetSubject() != "" {
+		sess.IDTokenClaims().Subject = s.subjects.of(r.GetClient(), sess.GetSubject())
 	}
 	return s.OpenIDConnectTokenStrategy.GenerateIDToken(withSigningAlg(ctx, alg), lifespan, r)
 }

@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -20,11 +19,22 @@ import (
 // Dynamic client registration (RFC 7591) and its management protocol
 // (RFC 7592).
 //
-// Unknown metadata is rejected with invalid_client_metadata naming the
-// field, the same strict decoding as the admin API. RFC 7591 2 lets a server
-// ignore what it does not understand, but a client relying on a field we
-// would silently drop (request_uris, userinfo_signed_response_alg, ...) is
-// better told at registration than surprised in production.
+// Metadata names fall in three kinds. Those we understand (every field of
+// ClientMetadata) are validated and stored. Registered names asking for
+// what we do not do (request_uris, id_token_encrypted_response_alg, ...;
+// see unsupportedMetadata) are refused with invalid_client_metadata naming
+// the field: a client relying on them is better told at registration than
+// surprised in production. Names we do not know at all, and
+// language-tagged variants such as client_name#ja-Jpan-JP, are ignored as
+// RFC 7591 2 requires, so that clients sending newer metadata still
+// register; the response lists only what was stored (RFC 7591 3.2.1), so
+// the client can see what was dropped. The admin API stays strict: an
+// operator's unknown name is a typo.
+//
+// A software_statement (RFC 7591 2.3) is verified against the keys the
+// operator trusts and its claims take precedence over the plain JSON
+// ones; the merged metadata then meets the same policy as any other
+// request.
 //
 // A self-registered client cannot give itself what only an operator may:
 // its own client_id or client_secret, skip_consent, an audience, custom
@@ -48,20 +58,29 @@ type registrationRequest struct {
 	}
 }
 
-// decodeRegistration reads a registration request strictly: unknown
-// fields and values of the wrong type are invalid_client_metadata.
-func decodeRegistration(w http.ResponseWriter, r *http.Request) (*registrationRequest, error) {
-	var raw json.RawMessage
-	if err := decodeJSONBody(w, r, &raw, maxClientMetadataLen, "invalid_client_metadata"); err != nil {
+// decodeRegistration reads a registration request: its software statement
+// merged in, unsupported registered names refused, unknown ones ignored,
+// and values of the wrong type invalid_client_metadata.
+func (h *Handler) decodeRegistration(w http.ResponseWriter, r *http.Request) (*registrationRequest, error) {
+	members, err := decodeMetadataMembers(w, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := applySoftwareStatement(members, h.cfg.SoftwareStatementKeys, h.cfg.now()); err != nil {
+		return nil, err
+	}
+	if err := refuseUnsupportedMetadata(members); err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(members)
+	if err != nil {
 		return nil, err
 	}
 	var q registrationRequest
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&q.metadata); err != nil {
+	if err := json.Unmarshal(raw, &q.metadata); err != nil {
 		return nil, jsonDecodeError(err, "invalid_client_metadata")
 	}
-	if err := json.Unmarshal(raw, &q.operator); err != nil { // cannot fail: raw is an object
+	if err := json.Unmarshal(raw, &q.operator); err != nil {
 		return nil, jsonDecodeError(err, "invalid_client_metadata")
 	}
 	return &q, nil
@@ -107,7 +126,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, r, h.log, invalidToken("A valid initial access token is required (Authorization: Bearer)."))
 		return
 	}
-	q, err := decodeRegistration(w, r)
+	q, err := h.decodeRegistration(w, r)
 	if err != nil {
 		writeAPIError(w, r, h.log, err)
 		return
@@ -202,7 +221,7 @@ func (h *Handler) registeredClient(ctx context.Context, lookup func(context.Cont
 // operator change is not lost. The registration access token is kept.
 func (h *Handler) updateRegistration(w http.ResponseWriter, r *http.Request, c *storage.Client, token string) {
 	ctx := r.Context()
-	q, err := decodeRegistration(w, r)
+	q, err := h.decodeRegistration(w, r)
 	if err != nil {
 		writeAPIError(w, r, h.log, err)
 		return
@@ -291,6 +310,11 @@ func (h *Handler) checkRegistration(q *registrationRequest, cur *storage.Client)
 	}
 	if err := m.Validate(); err != nil {
 		return ClientMetadata{}, err
+	}
+	for _, u := range m.claimedHTTPSRedirects() {
+		if !slices.Contains(have.RedirectURIs, u) && !slices.Contains(have.PostLogoutRedirectURIs, u) {
+			return ClientMetadata{}, invalidRedirect("redirect URI %q: a native app's https redirect URI to another host must be a claimed https URI (RFC 8252 7.2), which only the operator can vouch for; ask the operator to register it, or use a loopback (http://127.0.0.1/...) or private-use scheme redirect URI", u)
+		}
 	}
 
 	if slices.Contains(m.GrantTypes, "implicit") && !slices.Contains(have.GrantTypes, "implicit") && !h.cfg.RegistrationImplicit {

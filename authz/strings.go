@@ -33,6 +33,8 @@ var pageText = map[string]string{
 	"consent.redirect":     "You will be sent back to %s.",
 	"consent.trust":        "Only allow this if you trust %s.",
 	"consent.learn_more":   "Learn more about %s",
+	"consent.tos":          "Terms of service",
+	"consent.policy":       "Privacy policy",
 	"consent.deny":         "Deny",
 	"consent.allow":        "Allow",
 	"consent.unnamed_app":  "An application",

@@ -302,7 +302,7 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 		out["exp"] = exp.Unix()
 	}
 	if sub := sess.GetSubject(); sub != "" {
-		out["sub"] = sub
+		out["sub"] = h.subjects.of(ar.GetClient(), sub) // the token's client's sub (pairwise.go)
 	}
 	if name := sess.GetUsername(); name != "" {
 		out["username"] = name

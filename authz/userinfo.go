@@ -1,13 +1,16 @@
 package authz
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/token/jwt"
 
 	"github.com/authz/authz/storage"
 )
@@ -52,10 +55,35 @@ func (h *Handler) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims := userClaims(user, scopes)
-	claims["sub"] = user.ID
-	w.Header().Set("Content-Type", "application/json")
+	claims["sub"] = h.subjects.of(ar.GetClient(), user.ID)
 	w.Header().Set("Cache-Control", "no-store")
+	if c, ok := ar.GetClient().(*storage.Client); ok && c.UserinfoSignedResponseAlg != "" {
+		signed, err := h.signUserinfo(ctx, c, claims)
+		if err != nil {
+			failed(ctx, err)
+			http.Error(w, "server error", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwt")
+		_, _ = w.Write([]byte(signed))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(claims)
+}
+
+// signUserinfo is the signed userinfo answer (OpenID Connect Core 5.3.2)
+// for a client registered with userinfo_signed_response_alg: the claims
+// with iss and aud, signed with that algorithm's current ID token key.
+func (h *Handler) signUserinfo(ctx context.Context, c *storage.Client, claims map[string]any) (string, error) {
+	claims["iss"] = h.cfg.Issuer
+	claims["aud"] = c.GetID()
+	claims["iat"] = h.cfg.now().Unix()
+	token, _, err := h.signer.Generate(withSigningAlg(ctx, c.UserinfoSignedResponseAlg), jwt.MapClaims(claims), &jwt.Headers{})
+	if err != nil {
+		return "", fmt.Errorf("sign userinfo: %w", err)
+	}
+	return token, nil
 }
 
 // bearerError answers as RFC 6750 3 asks: a WWW-Authenticate challenge, and

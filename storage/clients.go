@@ -381,28 +381,14 @@ func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 // tokens are not the document's to set and stay empty.
 func (s *Store) UpsertMetadataDocumentClient(ctx context.Context, c *Client) (*Client, error) {
 	defer s.clientChanged(ctx, c.ID)()
-	rows, err := s.db(ctx).Query(ctx, `
-		INSERT INTO clients (id, name, redirect_uris, grant_types, response_types, scopes,
-			token_endpoint_auth_method, public, jwks, jwks_uri, post_logout_redirect_uris,
-			logo_uri, client_uri, contacts, token_endpoint_auth_signing_alg, metadata_document)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, true)
-		ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, redirect_uris = EXCLUDED.redirect_uris,
-			grant_types = EXCLUDED.grant_types, response_types = EXCLUDED.response_types,
-			scopes = EXCLUDED.scopes, token_endpoint_auth_method = EXCLUDED.token_endpoint_auth_method,
-			public = EXCLUDED.public, jwks = EXCLUDED.jwks, jwks_uri = EXCLUDED.jwks_uri,
-			post_logout_redirect_uris = EXCLUDED.post_logout_redirect_uris,
-			logo_uri = EXCLUDED.logo_uri, client_uri = EXCLUDED.client_uri, contacts = EXCLUDED.contacts,
-			token_endpoint_auth_signing_alg = EXCLUDED.token_endpoint_auth_signing_alg,
-			secret_hash = '', rotated_secret_hash = '', rotated_secret_expires_at = NULL,
-			registration_token_hash = '', audience = '{}', skip_consent = false,
-			access_token_lifespan = 0, refresh_token_lifespan = 0, id_token_lifespan = 0,
-			updated_at = now()
-		WHERE clients.metadata_document
-		RETURNING `+clientColumns(""),
+	rows, err := s.db(ctx).Query(ctx, upsertDocumentClientSQL,
 		c.ID, c.Name, nonNilStrings(c.RedirectURIs), nonNilStrings(c.GrantTypes), nonNilStrings(c.ResponseTypes),
 		nonNilStrings(c.Scopes), c.TokenEndpointAuthMethod, c.Public, jsonArg(c.JWKS), c.JWKSURI,
 		nonNilStrings(c.PostLogoutRedirectURIs), c.LogoURI, c.ClientURI, nonNilStrings(c.Contacts),
-		c.TokenEndpointAuthSigningAlg)
+		c.TokenEndpointAuthSigningAlg, orDefault(c.ApplicationType, "web"), c.TOSURI, c.PolicyURI,
+		c.SoftwareID, c.SoftwareVersion, c.DefaultMaxAge, c.RequireAuthTime, nonNilStrings(c.DefaultACRValues),
+		c.UserinfoSignedResponseAlg, c.FrontchannelLogoutURI, c.FrontchannelLogoutSessionRequired,
+		c.BackchannelLogoutURI, c.BackchannelLogoutSessionRequired, c.InitiateLoginURI)
 	if err != nil {
 		return nil, translate("store metadata document client", err)
 	}
@@ -416,6 +402,46 @@ func (s *Store) UpsertMetadataDocumentClient(ctx context.Context, c *Client) (*C
 	stored.normalize()
 	return stored, nil
 }
+
+// documentColumns are what a client metadata document sets, in the order
+// of UpsertMetadataDocumentClient's arguments after the id.
+var documentColumns = []string{
+	"name", "redirect_uris", "grant_types", "response_types", "scopes",
+	"token_endpoint_auth_method", "public", "jwks", "jwks_uri", "post_logout_redirect_uris",
+	"logo_uri", "client_uri", "contacts", "token_endpoint_auth_signing_alg",
+	"application_type", "tos_uri", "policy_uri", "software_id", "software_version",
+	"default_max_age", "require_auth_time", "default_acr_values", "userinfo_signed_response_alg",
+	"frontchannel_logout_uri", "frontchannel_logout_session_required",
+	"backchannel_logout_uri", "backchannel_logout_session_required", "initiate_login_uri",
+}
+
+// upsertDocumentClientSQL inserts or refreshes a document's client. What
+// is not the document's to set (secrets, lifespans, consent skipping, an
+// audience, registration tokens, a software statement, pairwise subjects)
+// is reset to its default on every refresh.
+var upsertDocumentClientSQL = func() string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO clients (id, metadata_document")
+	for _, c := range documentColumns {
+		b.WriteString(", " + c)
+	}
+	b.WriteString(") VALUES ($1, true")
+	for i, c := range documentColumns {
+		fmt.Fprintf(&b, ", $%d%s", i+2, jsonbCast(c))
+	}
+	b.WriteString(") ON CONFLICT (id) DO UPDATE SET ")
+	for _, c := range documentColumns {
+		fmt.Fprintf(&b, "%s = EXCLUDED.%s, ", c, c)
+	}
+	b.WriteString(`secret_hash = '', rotated_secret_hash = '', rotated_secret_expires_at = NULL,
+		registration_token_hash = '', audience = '{}', skip_consent = false,
+		access_token_lifespan = 0, refresh_token_lifespan = 0, id_token_lifespan = 0,
+		software_statement = '', subject_type = 'public', sector_identifier_uri = '', sector = '',
+		updated_at = now()
+		WHERE clients.metadata_document
+		RETURNING ` + clientColumns(""))
+	return b.String()
+}()
 
 // Client returns one client by id, or ErrNotFound.
 func (s *Store) Client(ctx context.Context, id string) (*Client, error) {

@@ -24,6 +24,7 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	var (
 		meta                                authz.ClientMetadata
 		redirectURIs, audience, postLogouts stringList
+		contacts, acrValues                 stringList
 		grantTypes                          = stringList{sep: commas}
 		responseTypes                       = stringList{sep: commas}
 		scopes                              = stringList{sep: commasOrSpaces}
@@ -50,6 +51,21 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&meta.AccessTokenStrategy, "access-token-strategy", "", "`format` of the client's access tokens: opaque (default; checked by introspection) or jwt (RFC 9068; verifiable offline against the JWKS)")
 	fs.StringVar(&meta.IDTokenSignedResponseAlg, "id-token-alg", "", "JWS `algorithm` of the client's ID tokens and JWT access tokens: RS256 (default), PS256, ES256 or EdDSA")
 	fs.StringVar(&meta.TokenEndpointAuthSigningAlg, "auth-signing-alg", "", "JWS `algorithm` of a private_key_jwt client's assertions, e.g. RS256 or ES256 (default: from the first key, else RS256)")
+	fs.StringVar(&meta.ApplicationType, "application-type", "", "`type` of app (OpenID Connect Registration): web (default; https redirect URIs, http only to localhost) or native (private-use schemes like com.example.app:/cb, http to 127.0.0.1, [::1] or localhost on any port, claimed https)")
+	fs.StringVar(&meta.TOSURI, "tos-uri", "", "https `URL` of the app's terms of service, linked from the consent page")
+	fs.StringVar(&meta.PolicyURI, "policy-uri", "", "https `URL` of the app's privacy policy, linked from the consent page")
+	fs.StringVar(&meta.SubjectType, "subject-type", "", "`type` of sub the client sees: public (default) or pairwise (one per sector, OpenID Connect Core 8)")
+	fs.StringVar(&meta.SectorIdentifierURI, "sector-identifier-uri", "", "https `URL` of a JSON list of the client's redirect URIs, whose host is its pairwise sector")
+	fs.Int64Var(&meta.DefaultMaxAge, "default-max-age", 0, "`seconds` after which a sign-in is too old for the client's requests that give no max_age (0: no limit)")
+	fs.BoolVar(&meta.RequireAuthTime, "require-auth-time", false, "always put auth_time in the client's ID tokens")
+	fs.StringVar(&meta.UserinfoSignedResponseAlg, "userinfo-alg", "", "JWS `algorithm` to sign the client's userinfo answers with: RS256, PS256, ES256 or EdDSA (default: plain JSON)")
+	fs.StringVar(&meta.SoftwareID, "software-id", "", "`id` of the client software, the same for every installation (stored)")
+	fs.StringVar(&meta.SoftwareVersion, "software-version", "", "`version` of the client software (stored)")
+	fs.Var(&contacts, "contact", "`address` of someone responsible for the client; repeatable (stored)")
+	fs.Var(&acrValues, "default-acr-value", "default `acr` value of the client's requests; repeatable (stored, not acted on)")
+	fs.StringVar(&meta.InitiateLoginURI, "initiate-login-uri", "", "https `URL` that starts a sign-in at the client (stored)")
+	fs.StringVar(&meta.FrontchannelLogoutURI, "frontchannel-logout-uri", "", "https `URL` for front-channel logout (stored, not acted on yet)")
+	fs.StringVar(&meta.BackchannelLogoutURI, "backchannel-logout-uri", "", "https `URL` for back-channel logout (stored, not acted on yet)")
 	pos, err := c.parse(fs, "--name NAME --redirect-uri URI [flags]", args)
 	if err != nil {
 		return err
@@ -95,6 +111,8 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	meta.ResponseTypes = responseTypes.values // empty: defaulted from the grant types
 	meta.Audience = audience.values
 	meta.PostLogoutRedirectURIs = postLogouts.values
+	meta.Contacts = contacts.values
+	meta.DefaultACRValues = acrValues.values
 
 	// Catch bad metadata before touching the database. CreateClient checks
 	// it again.

@@ -250,3 +250,45 @@ func TestUsersSharedValidation(t *testing.T) {
 		t.Errorf("users create shows the password hash:\n%s", out)
 	}
 }
+
+// TestClientsCreateRegistrationMetadata: the OpenID Connect Registration
+// flags reach the stored client, and bad values are refused before the
+// database is touched.
+func TestClientsCreateRegistrationMetadata(t *testing.T) {
+	t.Parallel()
+	e := dbEnv(t)
+	out, _, err := runCLI(t, e, "", "clients", "create", "--name", "Native", "--id", "native", "--public",
+		"--application-type", "native", "--redirect-uri", "com.example.app:/cb", "--redirect-uri", "http://127.0.0.1/cb",
+		"--redirect-uri", "https://app.example.com/claimed",
+		"--tos-uri", "https://app.example.com/tos", "--policy-uri", "https://app.example.com/privacy",
+		"--subject-type", "public",
+		"--default-max-age", "3600", "--require-auth-time", "--userinfo-alg", "ES256",
+		"--software-id", "app", "--software-version", "1.2", "--contact", "ops@app.example.com",
+		"--default-acr-value", "urn:acr:1", "--initiate-login-uri", "https://app.example.com/login",
+		"--frontchannel-logout-uri", "https://app.example.com/fc", "--backchannel-logout-uri", "https://app.example.com/bc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := parseClient(t, out)
+	if m.ApplicationType != "native" || m.TOSURI != "https://app.example.com/tos" || m.PolicyURI != "https://app.example.com/privacy" ||
+		m.SubjectType != "public" || m.DefaultMaxAge != 3600 ||
+		!m.RequireAuthTime || m.UserinfoSignedResponseAlg != "ES256" || m.SoftwareID != "app" || m.SoftwareVersion != "1.2" ||
+		len(m.Contacts) != 1 || len(m.DefaultACRValues) != 1 || m.InitiateLoginURI == "" || m.FrontchannelLogoutURI == "" || m.BackchannelLogoutURI == "" {
+		t.Errorf("created client = %+v", m)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--application-type", "desktop"}, `application_type "desktop" is not supported`},
+		{[]string{"--application-type", "native", "--redirect-uri", "http://dev.example.com/cb"}, "a native app's http redirect URI must be to a loopback address"},
+		{[]string{"--tos-uri", "javascript:alert(1)"}, "tos_uri must be an https URL"},
+		{[]string{"--userinfo-alg", "HS256"}, `userinfo_signed_response_alg "HS256" is not supported`},
+		{[]string{"--default-max-age", "-1"}, "default_max_age"},
+		{[]string{"--subject-type", "secret"}, `subject_type "secret" is not supported`},
+		{[]string{"--sector-identifier-uri", "http://app.example.com/s.json"}, "sector_identifier_uri must be an https URL"},
+	} {
+		args := append([]string{"clients", "create", "--name", "X", "--redirect-uri", "https://app.example.com/cb"}, tc.args...)
+		wantError(t, e, "", tc.want, false, args...)
+	}
+}

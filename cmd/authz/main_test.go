@@ -311,7 +311,7 @@ func TestClientsCreate(t *testing.T) {
 	t.Run("public client has no secret", func(t *testing.T) {
 		t.Parallel()
 		e := dbEnv(t)
-		out, stderr, err := runCLI(t, e, "", "clients", "create", "--name", "SPA", "--public", "--id", "spa", "--scope", "openid",
+		out, stderr, err := runCLI(t, e, "", "clients", "create", "--name", "SPA", "--public", "--id", "spa", "--scope", "openid", "--application-type", "native",
 			"--redirect-uri", "http://localhost:3000/callback", "--redirect-uri", "com.example.app:/oauth2redirect")
 		if err != nil {
 			t.Fatal(err)

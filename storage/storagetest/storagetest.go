@@ -1002,6 +1002,25 @@ func testClients(t *testing.T, mk func(*testing.T) *env) {
 			IDTokenLifespan:             300,
 			AccessTokenStrategy:         "jwt",
 			IDTokenSignedResponseAlg:    "EdDSA",
+
+			ApplicationType:                   "native",
+			TOSURI:                            "https://spa.example.com/tos",
+			PolicyURI:                         "https://spa.example.com/privacy",
+			SoftwareID:                        "spa",
+			SoftwareVersion:                   "1.0",
+			SoftwareStatement:                 "e30.e30.sig",
+			DefaultMaxAge:                     600,
+			RequireAuthTime:                   true,
+			DefaultACRValues:                  []string{"urn:example:loa:2"},
+			SubjectType:                       "pairwise",
+			SectorIdentifierURI:               "https://spa.example.com/sector.json",
+			Sector:                            "spa.example.com",
+			UserinfoSignedResponseAlg:         "ES256",
+			FrontchannelLogoutURI:             "https://spa.example.com/fc",
+			FrontchannelLogoutSessionRequired: true,
+			BackchannelLogoutURI:              "https://spa.example.com/bc",
+			BackchannelLogoutSessionRequired:  true,
+			InitiateLoginURI:                  "https://spa.example.com/login",
 		}
 		c := want
 		e.must(e.store.CreateClient(e.ctx, &c))
@@ -1126,6 +1145,9 @@ func testClients(t *testing.T, mk func(*testing.T) *env) {
 			ClientURI:               "https://new.example.com",
 			Contacts:                []string{"new@example.com"},
 			AccessTokenStrategy:     "opaque",
+			ApplicationType:         "web",
+			SubjectType:             "public",
+			DefaultACRValues:        []string{},
 		}
 		updated := want
 		e.must(e.store.UpdateClient(e.ctx, &updated))
@@ -1143,7 +1165,8 @@ func testClients(t *testing.T, mk func(*testing.T) *env) {
 		// Back to nothing: empty lists, no key set, opaque tokens.
 		want = storage.Client{ID: "rp", TokenEndpointAuthMethod: "none", Public: true, AccessTokenStrategy: "opaque",
 			RedirectURIs: []string{}, GrantTypes: []string{}, ResponseTypes: []string{}, Scopes: []string{},
-			Audience: []string{}, PostLogoutRedirectURIs: []string{}, Contacts: []string{}}
+			Audience: []string{}, PostLogoutRedirectURIs: []string{}, Contacts: []string{},
+			ApplicationType: "web", SubjectType: "public", DefaultACRValues: []string{}}
 		e.must(e.store.UpdateClient(e.ctx, &storage.Client{ID: "rp", TokenEndpointAuthMethod: "none", Public: true}))
 		got, err = e.store.Client(e.ctx, "rp")
 		e.must(err)

@@ -1,0 +1,207 @@
+package authz
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/ory/fosite"
+
+	"github.com/authz/authz/storage"
+)
+
+// Pairwise subject identifiers (OpenID Connect Core 8.1). Inside the
+// server a session's Subject is always the user's id: lookups, consent,
+// revocation by subject and the admin API rely on it. What a client (and
+// a resource server asking about its tokens) is told is subjects.of: the
+// user id for a public client, and for a pairwise one a value derived from
+// the client's sector and the user id, so that apps in different sectors
+// cannot join their users. The ID token's claims carry the sub the client
+// sees; userinfo, introspection and JWT access tokens translate at their
+// edge.
+
+// subjects derives the sub each client sees.
+type subjects struct {
+	// salt is the installation's pairwise salt (storage.PairwiseSalt):
+	// not a system secret, which rotates and would move every sub.
+	salt []byte
+}
+
+// of is the sub client sees for userID.
+func (s *subjects) of(client fosite.Client, userID string) string {
+	c, ok := client.(*storage.Client)
+	if !ok || c == nil || c.SubjectType != "pairwise" || userID == "" {
+		return userID
+	}
+	return pairwiseSubject(s.salt, c.Sector, userID)
+}
+
+// pairwiseSubject is base64url(HMAC-SHA256(salt, sector || 0x00 || user)):
+// opaque, stable for one (sector, user), not reversible without the salt.
+// The NUL, which no host contains, keeps apart pairs that would
+// concatenate alike.
+func pairwiseSubject(salt []byte, sector, userID string) string {
+	m := hmac.New(sha256.New, salt)
+	m.Write([]byte(sector))
+	m.Write([]byte{0})
+	m.Write([]byte(userID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// maxSectorDocumentBytes bounds a sector_identifier_uri document.
+const maxSectorDocumentBytes = maxJWKSURIBytes
+
+// resolveSector returns the sector of a client registered with m: "" for a
+// public client; for a pairwise one the host of its sector_identifier_uri,
+// whose document must list every redirect URI, or else the one host all
+// its redirect URIs share. It may fetch, so it runs outside any
+// transaction.
+func resolveSector(ctx context.Context, m *ClientMetadata) (string, error) {
+	if m.SubjectType != "pairwise" {
+		return "", nil
+	}
+	if m.SectorIdentifierURI != "" {
+		return sectorFromDocument(ctx, m.SectorIdentifierURI, m.RedirectURIs)
+	}
+	if len(m.RedirectURIs) == 0 {
+		return "", invalidMetadata("subject_type pairwise needs a sector_identifier_uri when the client has no redirect_uris")
+	}
+	sector := ""
+	for _, raw := range m.RedirectURIs {
+		u, err := url.Parse(raw)
+		host := ""
+		if err == nil {
+			host = strings.ToLower(u.Hostname())
+		}
+		switch {
+		case host == "":
+			return "", invalidMetadata("subject_type pairwise: redirect URI %s has no host; register a sector_identifier_uri", raw)
+		case sector != "" && host != sector:
+			return "", invalidMetadata("subject_type pairwise: the redirect URIs are on more than one host (%s and %s); register a sector_identifier_uri that lists them all", sector, host)
+		}
+		sector = host
+	}
+	return sector, nil
+}
+
+// sectorFromDocument fetches the sector_identifier_uri document (OpenID
+// Connect Registration 5), checks that it lists every redirect URI and
+// returns its host. Every failure is the client's: invalid_client_metadata
+// with the reason.
+func sectorFromDocument(ctx context.Context, location string, redirectURIs []string) (string, error) {
+	u, err := url.Parse(location)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+		return "", invalidMetadata("sector_identifier_uri %q is not an https URL", location)
+	}
+	raw, err := fetchSectorDocument(ctx, sectorClientOf(ctx), location)
+	if err != nil {
+		return "", invalidMetadata("sector_identifier_uri %s could not be used: %v", location, err)
+	}
+	var listed []string
+	if err := json.Unmarshal(raw, &listed); err != nil {
+		return "", invalidMetadata("sector_identifier_uri %s does not serve a JSON array of URLs: %v", location, err)
+	}
+	for _, r := range redirectURIs {
+		if !slices.Contains(listed, r) {
+			return "", invalidMetadata("sector_identifier_uri %s does not list the redirect URI %s", location, r)
+		}
+	}
+	return strings.ToLower(u.Hostname()), nil
+}
+
+// fetchSectorDocument returns the body of a 200 answer to GET location,
+// at most maxSectorDocumentBytes of it, within jwksFetchTimeout.
+func fetchSectorDocument(ctx context.Context, client *http.Client, location string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("it answered %s", resp.Status)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxSectorDocumentBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading it failed: %w", err)
+	}
+	if len(raw) > maxSectorDocumentBytes {
+		return nil, fmt.Errorf("the document is larger than %d bytes", maxSectorDocumentBytes)
+	}
+	return raw, nil
+}
+
+// sectorClientKey is the context key of the HTTP client that fetches
+// sector_identifier_uri documents.
+type sectorClientKey struct{}
+
+// withSectorClient returns ctx carrying c for sector_identifier_uri
+// fetches: client management is called from the registration endpoint,
+// the admin API and the CLI, and only the first two know the
+// configuration.
+func withSectorClient(ctx context.Context, c *http.Client) context.Context {
+	return context.WithValue(ctx, sectorClientKey{}, c)
+}
+
+// sectorClientOf is the client ctx carries, else one with the jwks_uri
+// rules and no exception: public addresses only.
+func sectorClientOf(ctx context.Context) *http.Client {
+	if c, ok := ctx.Value(sectorClientKey{}).(*http.Client); ok && c != nil {
+		return c
+	}
+	return defaultSectorClient
+}
+
+var defaultSectorClient = newFetchClient(&Config{})
+
+// newFetchClient fetches a URL a client chose with the jwks_uri rules:
+// cfg.HTTPClient when set, else public addresses only (unless
+// cfg.JWKSPrivateNetworks); a short timeout; never a redirect or a cookie.
+func newFetchClient(cfg *Config) *http.Client {
+	client := &http.Client{Timeout: jwksFetchTimeout, Transport: publicTransport(cfg.JWKSPrivateNetworks)}
+	if cfg.HTTPClient != nil {
+		c := *cfg.HTTPClient
+		c.Jar = nil
+		client = &c
+	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return client
+}
+
+// sectorFetching is middleware that puts the sector_identifier_uri
+// fetching client cfg asks for in each request's context
+// (withSectorClient), for the handlers that create and update clients.
+func sectorFetching(cfg *Config) func(http.Handler) http.Handler {
+	client := newFetchClient(cfg)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r.WithContext(withSectorClient(r.Context(), client)))
+		})
+	}
+}
+
+// keepSector refuses an update that would move a pairwise client to
+// another sector: every sub its users have would change under it.
+// Moving between public and pairwise is allowed (and changes them all too;
+// the README says so).
+func keepSector(cur *storage.Client, next *storage.Client) error {
+	if cur.SubjectType == "pairwise" && next.SubjectType == "pairwise" && cur.Sector != next.Sector {
+		return invalidMetadata("this update would move the pairwise client from sector %s to %s, which would change the sub of every user it knows; "+
+			"keep redirect URIs on %s or register a sector_identifier_uri on that host listing them all", cur.Sector, next.Sector, cur.Sector)
+	}
+	return nil
+}
