@@ -1354,3 +1354,37 @@ func TestSecretRotation(t *testing.T) {
 	// that still knows the secret.
 	tokens(t, rotated.tokenAs(t, f.basic, refreshForm(b.RefreshToken)))
 }
+
+// TestIntrospectionAnswer: an access token (answered from a view of its
+// row) and a refresh token (answered through fosite) say everything RFC
+// 7662 2.2 lists, alike; an access token past its expiry on the server's
+// clock is inactive.
+func TestIntrospectionAnswer(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t)
+	e := f.e
+	tok := f.grant(t, f.basic)
+	issued := e.clock.Now()
+
+	at := e.introspect(t, tok.AccessToken, f.rs.ClientID, f.rs.ClientSecret)
+	rt := e.introspect(t, tok.RefreshToken, f.basic.ClientID, f.basic.ClientSecret)
+	for name, info := range map[string]map[string]any{"access token": at, "refresh token": rt} {
+		if info["active"] != true || info["client_id"] != f.basic.ClientID || info["iss"] != e.issuer ||
+			info["scope"] != "openid contacts" || info["username"] != "alice" || info["sub"] == nil || info["sub"] == "" {
+			t.Errorf("%s: %v", name, info)
+		}
+		if iat, _ := info["iat"].(float64); iat < float64(issued.Add(-time.Minute).Unix()) || iat > float64(issued.Unix()) {
+			t.Errorf("%s: iat %v, issued about %d", name, info["iat"], issued.Unix())
+		}
+	}
+	if at["sub"] != rt["sub"] || at["token_use"] != "access_token" || rt["token_use"] != "refresh_token" || at["token_type"] != "Bearer" {
+		t.Errorf("access %v\nrefresh %v", at, rt)
+	}
+	if exp, _ := at["exp"].(float64); int64(exp) < issued.Unix()+int64(tok.ExpiresIn)-60 || int64(exp) > issued.Unix()+int64(tok.ExpiresIn)+60 {
+		t.Errorf("access token exp %v, issued %d for %d s", at["exp"], issued.Unix(), tok.ExpiresIn)
+	}
+
+	e.clock.Advance(time.Duration(tok.ExpiresIn+1) * time.Second)
+	wantActive(t, e, f.rs, tok.AccessToken, false, "access token past its expiry")
+	wantActive(t, e, f.basic, tok.RefreshToken, true, "its refresh token, which lives longer")
+}

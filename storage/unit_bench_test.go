@@ -49,6 +49,21 @@ func BenchmarkIntrospectionLookup(b *testing.B) {
 	})
 }
 
+// BenchmarkLookupForIntrospection: introspection's one statement as the
+// server sends it, with the client cache on.
+func BenchmarkLookupForIntrospection(b *testing.B) {
+	e := newUnitEnvB(b)
+	e.startCacheB(b)
+	e.must(e.store.CreateAccessTokenSession(e.ctx, "access-1", e.request("grant-1")))
+	e.report(b, func(int) {
+		v, err := e.store.LookupForIntrospection(withReads(e), "access-1", "access-1")
+		e.must(err)
+		if v == nil {
+			b.Fatal("no view")
+		}
+	})
+}
+
 // BenchmarkExchangeUnit: a code exchange's storage work, as in
 // TestExchangeIsFourStatements.
 func BenchmarkExchangeUnit(b *testing.B) {
