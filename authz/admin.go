@@ -416,8 +416,23 @@ func (a *admin) patchClient(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	// A sector_identifier_uri is fetched now, from the client as it is,
+	// not while the transaction below holds its row.
+	ctx := r.Context()
+	if cur, err := a.store.Client(ctx, id); err == nil {
+		if doc, err := toJSONObject(ClientMetadataOf(cur)); err == nil {
+			var m ClientMetadata
+			_, newStatement := patch["software_statement"]
+			if a.decodePatchedMetadata(applyMergePatch(doc, patch), newStatement, &m) == nil {
+				if ctx, err = presolveSector(ctx, id, m); err != nil {
+					a.fail(w, r, err)
+					return
+				}
+			}
+		}
+	}
 	var out ClientMetadata
-	err = a.store.InTx(r.Context(), func(ctx context.Context) error {
+	err = a.store.InTx(ctx, func(ctx context.Context) error {
 		// Locked until the update commits: concurrent patches apply one
 		// after the other instead of losing one.
 		cur, err := a.store.ClientForUpdate(ctx, id)

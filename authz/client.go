@@ -736,16 +736,16 @@ func createClient(ctx context.Context, store ClientStore, m ClientMetadata, regi
 	if err := m.Validate(); err != nil {
 		return ClientMetadata{}, err
 	}
-	sector, err := resolveSector(ctx, &m)
-	if err != nil {
-		return ClientMetadata{}, err
-	}
 	if m.ClientID == "" {
 		id, err := newClientID()
 		if err != nil {
 			return ClientMetadata{}, err
 		}
 		m.ClientID = id
+	}
+	sector, err := resolveSector(ctx, &m) // may be the client's own: after its id
+	if err != nil {
+		return ClientMetadata{}, err
 	}
 	var hash string
 	if usesSecret(m.TokenEndpointAuthMethod) {

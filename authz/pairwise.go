@@ -37,11 +37,16 @@ type subjects struct {
 
 // of is the sub client sees for userID.
 func (s *subjects) of(client fosite.Client, userID string) string {
-	c, ok := client.(*storage.Client)
-	if !ok || c == nil || c.SubjectType != "pairwise" || userID == "" {
+	if !isPairwise(client) || userID == "" {
 		return userID
 	}
-	return pairwiseSubject(s.salt, c.Sector, userID)
+	return pairwiseSubject(s.salt, client.(*storage.Client).Sector, userID)
+}
+
+// isPairwise reports whether client knows its users by pairwise subjects.
+func isPairwise(client fosite.Client) bool {
+	c, ok := client.(*storage.Client)
+	return ok && c != nil && c.SubjectType == "pairwise"
 }
 
 // pairwiseSubject is base64url(HMAC-SHA256(salt, sector || 0x00 || user)):
@@ -61,35 +66,81 @@ const maxSectorDocumentBytes = maxJWKSURIBytes
 
 // resolveSector returns the sector of a client registered with m: "" for a
 // public client; for a pairwise one the host of its sector_identifier_uri,
-// whose document must list every redirect URI, or else the one host all
-// its redirect URIs share. It may fetch, so it runs outside any
-// transaction.
+// whose document must list every redirect URI, or else the one host its
+// redirect URIs share, when they are all https: the host of a URI proves
+// something only when codes can reach nobody else through it. A client
+// whose redirect URIs are private-use schemes or loopback addresses
+// (anyone's app may use them, with any host in them), or on several
+// hosts, or that signs no one in through a redirect (a device or machine
+// client), has a sector of its own: "client:" and its id. It may fetch,
+// so it runs outside any transaction, or is resolved before one
+// (presolveSector).
 func resolveSector(ctx context.Context, m *ClientMetadata) (string, error) {
 	if m.SubjectType != "pairwise" {
 		return "", nil
 	}
+	if r, ok := ctx.Value(resolvedSectorKey{}).(resolvedSector); ok && r.key == sectorKey(m) {
+		return r.sector, nil
+	}
 	if m.SectorIdentifierURI != "" {
 		return sectorFromDocument(ctx, m.SectorIdentifierURI, m.RedirectURIs)
 	}
-	if len(m.RedirectURIs) == 0 {
-		return "", invalidMetadata("subject_type pairwise needs a sector_identifier_uri when the client has no redirect_uris")
+	if host, ok := redirectHost(m); ok {
+		return host, nil
 	}
-	sector := ""
+	if m.ClientID == "" {
+		return "", invalidMetadata("subject_type pairwise: the client has no id yet") // createClient assigns one first
+	}
+	return "client:" + m.ClientID, nil
+}
+
+// redirectHost is the one host of m's redirect URIs when the client signs
+// people in through them and they are all https to that host (not a
+// loopback address).
+func redirectHost(m *ClientMetadata) (string, bool) {
+	if !slices.Contains(m.GrantTypes, "authorization_code") && !slices.Contains(m.GrantTypes, "implicit") {
+		return "", false
+	}
+	host := ""
 	for _, raw := range m.RedirectURIs {
 		u, err := url.Parse(raw)
-		host := ""
-		if err == nil {
-			host = strings.ToLower(u.Hostname())
+		if err != nil || !strings.EqualFold(u.Scheme, "https") || u.Hostname() == "" || loopbackRedirect(u) {
+			return "", false
 		}
-		switch {
-		case host == "":
-			return "", invalidMetadata("subject_type pairwise: redirect URI %s has no host; register a sector_identifier_uri", raw)
-		case sector != "" && host != sector:
-			return "", invalidMetadata("subject_type pairwise: the redirect URIs are on more than one host (%s and %s); register a sector_identifier_uri that lists them all", sector, host)
+		h := strings.ToLower(u.Hostname())
+		if host != "" && h != host {
+			return "", false
 		}
-		sector = host
+		host = h
 	}
-	return sector, nil
+	return host, host != ""
+}
+
+// sectorKey is what a client's sector is resolved from.
+func sectorKey(m *ClientMetadata) string {
+	return strings.Join(append([]string{m.ClientID, m.SubjectType, m.SectorIdentifierURI, strings.Join(m.GrantTypes, " ")}, m.RedirectURIs...), "\x00")
+}
+
+type resolvedSectorKey struct{}
+
+type resolvedSector struct{ key, sector string }
+
+// presolveSector resolves the sector of client id updated to m now,
+// before the caller's transaction locks the client's row, so that
+// UpdateClient, called within it with the same metadata, need not fetch
+// a sector_identifier_uri while holding the lock and a connection. The
+// error is the one UpdateClient would return.
+func presolveSector(ctx context.Context, id string, m ClientMetadata) (context.Context, error) {
+	m.ClientID = id
+	m.Normalize()
+	if m.SubjectType != "pairwise" {
+		return ctx, nil
+	}
+	sector, err := resolveSector(ctx, &m)
+	if err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, resolvedSectorKey{}, resolvedSector{sectorKey(&m), sector}), nil
 }
 
 // sectorFromDocument fetches the sector_identifier_uri document (OpenID

@@ -106,8 +106,18 @@ func TestPairwiseSubjects(t *testing.T) {
 	if sub, _ := signInSub(t, e, b, rs, photos, photosCB); sub == subApp || sub == alice.ID {
 		t.Errorf("another sector's sub %q (first sector %q, user id %q)", sub, subApp, alice.ID)
 	}
-	if sub, _ := signInSub(t, e, b, rs, public, appCB); sub != alice.ID {
-		t.Errorf("a public client's sub %q, want the user id %q", sub, alice.ID)
+	publicSub, publicTok := signInSub(t, e, b, rs, public, appCB)
+	if publicSub != alice.ID {
+		t.Errorf("a public client's sub %q, want the user id %q", publicSub, alice.ID)
+	}
+	// A username is the same for every client: introspection tells it
+	// about a public client's token, not about a pairwise one's, where it
+	// would join what the pairwise sub keeps apart.
+	if info := e.introspect(t, refreshed.AccessToken, rs.ClientID, rs.ClientSecret); info["active"] != true || info["username"] != nil {
+		t.Errorf("introspection of a pairwise client's token: %v, want it active without a username", info)
+	}
+	if name := e.introspect(t, publicTok.AccessToken, rs.ClientID, rs.ClientSecret)["username"]; name != "alice" {
+		t.Errorf("introspection of a public client's token: username %v, want alice", name)
 	}
 
 	// Inside, the token is still alice's: withdrawing her consents (as the
@@ -142,29 +152,40 @@ func TestPairwiseHints(t *testing.T) {
 	}
 }
 
-// TestPairwiseSector: the sector is the one host of the redirect URIs, or
-// the sector_identifier_uri's host when its document lists them all;
-// anything else is refused with invalid_client_metadata and why, and an
-// update may not move a pairwise client to another sector.
+// TestPairwiseSector: the sector is the one host of the redirect URIs
+// when they are all https to it, or the sector_identifier_uri's host when
+// its document lists them all. A client whose redirect URIs prove no host
+// (loopback addresses, private-use schemes, whatever host they name;
+// several hosts; none used, as for a device or machine client) gets a
+// sector of its own, so it can never take another app's. An update may
+// not move a pairwise client to another sector.
 func TestPairwiseSector(t *testing.T) {
 	t.Parallel()
 	docs := newJWKSServer(t)
 	e := newEnv(t, fetchingFrom(docs), func(c *authz.Config) { c.Registration = authz.RegistrationOpen })
 	ctx := context.Background()
 
-	refused := []struct {
-		name     string
-		m        authz.ClientMetadata
-		mentions string
+	own := []struct {
+		name string
+		m    authz.ClientMetadata
 	}{
-		{"two hosts", authz.ClientMetadata{RedirectURIs: []string{"https://a.example.com/cb", "https://b.example.com/cb"}, SubjectType: "pairwise"}, "sector_identifier_uri"},
-		{"no redirect URIs", authz.ClientMetadata{GrantTypes: []string{"client_credentials"}, SubjectType: "pairwise"}, "sector_identifier_uri"},
+		{"two hosts", authz.ClientMetadata{RedirectURIs: []string{"https://a.example.com/cb", "https://b.example.com/cb"}}},
+		{"no redirect URIs", authz.ClientMetadata{GrantTypes: []string{"client_credentials"}}},
+		{"loopback only", authz.ClientMetadata{ApplicationType: "native", RedirectURIs: []string{"http://127.0.0.1/cb"}, TokenEndpointAuthMethod: "none"}},
+		{"a private-use scheme naming a host", authz.ClientMetadata{RedirectURIs: []string{"com.evil.app://a.example.com/cb"}}},
+		{"a host's https URI and a private-use one", authz.ClientMetadata{RedirectURIs: []string{"https://a.example.com/cb", "com.evil.app:/cb"}}},
+		{"a host's https URI and a loopback one", authz.ClientMetadata{RedirectURIs: []string{"https://a.example.com/cb", "http://localhost:3000/cb"}}},
+		{"a device client listing a host's URI", authz.ClientMetadata{GrantTypes: []string{deviceGrant}, RedirectURIs: []string{"https://a.example.com/cb"}, TokenEndpointAuthMethod: "none"}},
 	}
-	for _, tc := range refused {
-		_, err := authz.CreateClient(ctx, e.store, tc.m)
-		var ime *authz.InvalidMetadataError
-		if !errors.As(err, &ime) || ime.Code != "invalid_client_metadata" || !strings.Contains(ime.Message, tc.mentions) {
-			t.Errorf("%s: %v, want invalid_client_metadata mentioning %q", tc.name, err, tc.mentions)
+	for _, tc := range own {
+		tc.m.ClientName, tc.m.SubjectType = tc.name, "pairwise"
+		c, err := authz.CreateClient(ctx, e.store, tc.m)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := storedSector(t, e, c.ClientID); got != "client:"+c.ClientID {
+			t.Errorf("%s: sector %q, want the client's own, client:%s", tc.name, got, c.ClientID)
 		}
 	}
 

@@ -242,6 +242,14 @@ func (h *Handler) updateRegistration(w http.ResponseWriter, r *http.Request, c *
 		}
 		q.metadata.ClientSecret = "" // checked; UpdateClient keeps the stored one
 	}
+	// A sector_identifier_uri is fetched now, from the client as read
+	// above, not while the transaction below holds its row.
+	if m, err := h.checkRegistration(q, c); err == nil {
+		if ctx, err = presolveSector(ctx, c.ID, m); err != nil {
+			writeAPIError(w, r, h.log, err)
+			return
+		}
+	}
 	var out ClientMetadata
 	err = h.store.InTx(ctx, func(ctx context.Context) error {
 		cur, err := h.registeredClient(ctx, h.store.ClientForUpdate, c.ID, token)
@@ -297,6 +305,12 @@ func (h *Handler) checkRegistration(q *registrationRequest, cur *storage.Client)
 		return ClientMetadata{}, err
 	}
 	m := q.metadata
+	if cur != nil && orDefaultString(m.SubjectType, supportedSubjectTypes[0]) != have.SubjectType {
+		// Either way every user's sub would change; and a switch to
+		// public would hand the client its users' ids, which they never
+		// consented to give it.
+		return ClientMetadata{}, invalidMetadata("subject_type cannot be changed here (it is %s): that would change the sub of every user the client knows; ask the operator", have.SubjectType)
+	}
 	m.SkipConsent, m.Audience = have.SkipConsent, have.Audience
 	m.AccessTokenLifespan, m.RefreshTokenLifespan, m.IDTokenLifespan = have.AccessTokenLifespan, have.RefreshTokenLifespan, have.IDTokenLifespan
 	m.clearReadOnly()
@@ -381,4 +395,12 @@ func (h *Handler) registrationResponse(m ClientMetadata, token string) ClientMet
 	m.RegistrationAccessToken = token
 	m.RegistrationClientURI = h.cfg.Issuer + "/oauth2/register/" + url.PathEscape(m.ClientID)
 	return m
+}
+
+// orDefaultString is s, or def when s is empty.
+func orDefaultString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -314,4 +315,39 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestRegistrationKeepsSubjectType: a self-registered client cannot change
+// its subject_type (RFC 7592 PUT): either way every user's sub would
+// change, and a switch to public would hand it its users' ids, which they
+// never consented to give it. The operator can.
+func TestRegistrationKeepsSubjectType(t *testing.T) {
+	t.Parallel()
+	e := dcrEnv(t, authz.RegistrationOpen)
+	base := map[string]any{"client_name": "Pairwise app", "redirect_uris": []string{"https://app.example.com/cb"}, "scope": "openid"}
+	pairwise := map[string]any{"subject_type": "pairwise"}
+	for k, v := range base {
+		pairwise[k] = v
+	}
+	app := e.dcrRegister(t, "", pairwise)
+	if app.SubjectType != "pairwise" {
+		t.Fatalf("registered %+v", app)
+	}
+	path := "/oauth2/register/" + app.ClientID
+	switched := map[string]any{"client_id": app.ClientID, "subject_type": "public"}
+	for k, v := range base {
+		switched[k] = v
+	}
+	wantRegError(t, e.dcrCall(t, http.MethodPut, path, app.RegistrationAccessToken, switched), http.StatusBadRequest, "invalid_client_metadata", "subject_type")
+	delete(switched, "subject_type") // the default, public: the same change
+	wantRegError(t, e.dcrCall(t, http.MethodPut, path, app.RegistrationAccessToken, switched), http.StatusBadRequest, "invalid_client_metadata", "subject_type")
+	switched["subject_type"] = "pairwise"
+	if r := e.dcrCall(t, http.MethodPut, path, app.RegistrationAccessToken, switched); r.status != http.StatusOK {
+		t.Fatalf("an update keeping subject_type: %s", r)
+	}
+	m := app
+	m.SubjectType, m.ClientSecret = "public", ""
+	if _, err := authz.UpdateClient(context.Background(), e.store, app.ClientID, m); err != nil {
+		t.Fatalf("the operator's switch to public: %v", err)
+	}
 }

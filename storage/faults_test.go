@@ -188,6 +188,57 @@ func TestCommitDeadline(t *testing.T) {
 	})
 }
 
+// TestSingleWriteCommitDeadline: a write sent outside any transaction (a
+// client_credentials grant's token) is its own transaction, bounded by the
+// request's deadline at its commit like every other: held up by a lock
+// past the point where it must have committed, it fails instead of
+// committing for a request that has given up; in time, it commits.
+func TestSingleWriteCommitDeadline(t *testing.T) {
+	t.Parallel()
+	s, c := faultStore(t)
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := s.CreateAuthorizeCodeSession(ctx, "single-in-time", codeRequest("r-single-in", c)); err != nil {
+		t.Fatalf("a single write well before the deadline: %v", err)
+	}
+
+	// The write's foreign key check waits for a lock on the client's row
+	// held by another transaction until the write's commit deadline (its
+	// request's 1.5 s less 250 ms) has passed; it then runs on, before
+	// the request's own deadline.
+	holder, err := s.Pool().Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.Background()) }()
+	if _, err := holder.Exec(t.Context(), `SELECT 1 FROM clients WHERE id = $1 FOR UPDATE`, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	commitBy := time.Now().Add(1250 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- s.CreateAuthorizeCodeSession(ctx, "single-late", codeRequest("r-single-late", c)) }()
+	for time.Now().Before(commitBy.Add(50 * time.Millisecond)) {
+		select {
+		case err := <-done:
+			t.Fatalf("the write ended while its lock was held: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := holder.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	err = <-done
+	if err == nil || !strings.Contains(err.Error(), "gave up before this transaction could commit") {
+		t.Fatalf("BUG: a single write let through after its commit deadline: %v", err)
+	}
+	if _, err := s.GetAuthorizeCodeSession(t.Context(), "single-late", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+		t.Fatalf("BUG: the late write was committed: %v", err)
+	}
+}
+
 // waitForServerClock polls, inside the transaction of ctx, until the
 // server's clock is past the transaction's commit deadline.
 func waitForServerClock(t *testing.T, s *storage.Store, ctx context.Context) {

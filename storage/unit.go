@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -94,14 +95,33 @@ func scopeOf(ctx context.Context) *scope {
 }
 
 // deferWrite queues w in ctx's transaction, or runs it at once outside one.
+// Run at once, it is its own transaction, which commits only before ctx's
+// deadline as every transaction begun by the store does (beginQuery,
+// migration 006): the statement sets authz.commit_by itself.
 func (s *Store) deferWrite(ctx context.Context, w *write) error {
 	sc := scopeOf(ctx)
 	if sc == nil {
-		_, err := autocommit{s.pool}.Exec(ctx, w.sql, w.args...)
+		sql, args := w.sql, w.args
+		if tail := commitByTail(ctx); tail != nil {
+			sql, args = combine([]*write{w}, tail)
+		}
+		_, err := autocommit{s.pool}.Exec(ctx, sql, args...)
 		return err
 	}
 	sc.u.pending = append(sc.u.pending, pendingItem{write: w})
 	return nil
+}
+
+// commitByTail is a SELECT that bounds the commit of the statement it
+// ends by ctx's deadline, less commitMargin; nil without a deadline.
+func commitByTail(ctx context.Context) *write {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return nil
+	}
+	commitBy := max(time.Until(deadline)-commitMargin, time.Millisecond)
+	return &write{sql: `SELECT set_config('authz.commit_by', (clock_timestamp() + $1 * interval '1 microsecond')::text, true)`,
+		args: []any{commitBy.Microseconds()}}
 }
 
 // sync sends everything deferred, in order: runs of writes as single
