@@ -305,12 +305,6 @@ func (h *Handler) checkRegistration(q *registrationRequest, cur *storage.Client)
 		return ClientMetadata{}, err
 	}
 	m := q.metadata
-	if cur != nil && orDefaultString(m.SubjectType, supportedSubjectTypes[0]) != have.SubjectType {
-		// Either way every user's sub would change; and a switch to
-		// public would hand the client its users' ids, which they never
-		// consented to give it.
-		return ClientMetadata{}, invalidMetadata("subject_type cannot be changed here (it is %s): that would change the sub of every user the client knows; ask the operator", have.SubjectType)
-	}
 	m.SkipConsent, m.Audience = have.SkipConsent, have.Audience
 	m.AccessTokenLifespan, m.RefreshTokenLifespan, m.IDTokenLifespan = have.AccessTokenLifespan, have.RefreshTokenLifespan, have.IDTokenLifespan
 	m.clearReadOnly()
@@ -324,6 +318,12 @@ func (h *Handler) checkRegistration(q *registrationRequest, cur *storage.Client)
 	}
 	if err := m.Validate(); err != nil {
 		return ClientMetadata{}, err
+	}
+	if cur != nil && m.SubjectType != have.SubjectType {
+		// Either way every user's sub would change; and a switch to
+		// public would hand the client its users' ids, which they never
+		// consented to give it.
+		return ClientMetadata{}, invalidMetadata("subject_type cannot be changed here (it is %s): that would change the sub of every user the client knows; ask the operator", have.SubjectType)
 	}
 	for _, u := range m.claimedHTTPSRedirects() {
 		if !slices.Contains(have.RedirectURIs, u) && !slices.Contains(have.PostLogoutRedirectURIs, u) {
@@ -395,12 +395,4 @@ func (h *Handler) registrationResponse(m ClientMetadata, token string) ClientMet
 	m.RegistrationAccessToken = token
 	m.RegistrationClientURI = h.cfg.Issuer + "/oauth2/register/" + url.PathEscape(m.ClientID)
 	return m
-}
-
-// orDefaultString is s, or def when s is empty.
-func orDefaultString(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
