@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -239,19 +238,9 @@ type jwksCall struct {
 	err  error
 }
 
-// newJWKSFetcher returns what fetches clients' jwks_uri: with cfg.HTTPClient
-// when set, else a client with a jwksFetchTimeout timeout that connects
-// only to public addresses (unless cfg.JWKSPrivateNetworks); never
-// following redirects.
+// newJWKSFetcher returns what fetches clients' jwks_uri (newFetchClient).
 func newJWKSFetcher(cfg *Config) *jwksFetcher {
-	client := &http.Client{Timeout: jwksFetchTimeout, Transport: publicTransport(cfg.JWKSPrivateNetworks)}
-	if cfg.HTTPClient != nil {
-		c := *cfg.HTTPClient
-		c.Jar = nil // no cookies from one client's server to another's
-		client = &c
-	}
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &jwksFetcher{client: client, now: cfg.now, slots: make(chan struct{}, maxJWKSFetches), entries: map[string]*jwksEntry{}}
+	return &jwksFetcher{client: newFetchClient(cfg), now: cfg.now, slots: make(chan struct{}, maxJWKSFetches), entries: map[string]*jwksEntry{}}
 }
 
 // Resolve returns the key set at location. Its errors are invalid_client,
@@ -337,10 +326,9 @@ func (f *jwksFetcher) sweep(now time.Time) {
 
 // fetch GETs location and parses what it serves.
 func (f *jwksFetcher) fetch(ctx context.Context, location string) (*josev3.JSONWebKeySet, error) {
-	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
-	defer cancel()
-	raw, err := f.get(ctx, location)
+	raw, _, err := fetchDocument(ctx, f.client, location, maxJWKSURIBytes)
 	if err != nil {
+		err = fmt.Errorf("fetch jwks_uri: %w", err)
 		return nil, fosite.ErrInvalidClient.WithWrap(err).WithDebug(err.Error()).WithHint("The OAuth 2.0 Client's JSON Web Key Set could not be fetched from its jwks_uri.")
 	}
 	set, err := parseFetchedJWKS(raw)
@@ -348,32 +336,6 @@ func (f *jwksFetcher) fetch(ctx context.Context, location string) (*josev3.JSONW
 		return nil, fosite.ErrInvalidClient.WithWrap(err).WithDebug(err.Error()).WithHint("The OAuth 2.0 Client's jwks_uri does not serve a JSON Web Key Set of public signing keys.")
 	}
 	return set, nil
-}
-
-// get returns the body of a 200 answer to GET location, at most
-// maxJWKSURIBytes of it.
-func (f *jwksFetcher) get(ctx context.Context, location string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
-	if err != nil {
-		return nil, fmt.Errorf("fetch jwks_uri: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch jwks_uri: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch jwks_uri: status %s", resp.Status)
-	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSURIBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetch jwks_uri: %w", err)
-	}
-	if len(raw) > maxJWKSURIBytes {
-		return nil, fmt.Errorf("fetch jwks_uri: more than %d bytes", maxJWKSURIBytes)
-	}
-	return raw, nil
 }
 
 // publicTransport is an HTTP transport for URLs that clients choose. A

@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -297,44 +296,16 @@ func (d *metadataDocuments) makeRoom(now time.Time) {
 // fetch GETs the document and checks it; it returns the client and how
 // long it may be used.
 func (d *metadataDocuments) fetch(ctx context.Context, id string) (*storage.Client, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
-	defer cancel()
-	raw, ttl, err := d.download(ctx, id)
+	raw, header, err := fetchDocument(ctx, d.client, id, maxMetadataDocumentBytes)
 	if err != nil {
+		err = fmt.Errorf("fetch client metadata document: %w", err)
 		return nil, 0, documentError("it could not be fetched.").WithWrap(err).WithDebug(err.Error())
 	}
 	c, err := documentClient(id, raw, d.scopes)
 	if err != nil {
 		return nil, 0, err
 	}
-	return c, ttl, nil
-}
-
-// download returns the body of a 200 answer to GET id, at most
-// maxMetadataDocumentBytes, and how long its Cache-Control lets it be
-// used, within bounds.
-func (d *metadataDocuments) download(ctx context.Context, id string) ([]byte, time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, id, nil)
-	if err != nil {
-		return nil, 0, fmt.Errorf("fetch client metadata document: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("fetch client metadata document: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, 0, fmt.Errorf("fetch client metadata document: status %s", resp.Status)
-	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataDocumentBytes+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("fetch client metadata document: %w", err)
-	}
-	if len(raw) > maxMetadataDocumentBytes {
-		return nil, 0, fmt.Errorf("fetch client metadata document: more than %d bytes", maxMetadataDocumentBytes)
-	}
-	return raw, documentTTL(resp.Header.Get("Cache-Control")), nil
+	return c, documentTTL(header.Get("Cache-Control")), nil
 }
 
 // documentTTL is the max-age of a Cache-Control header, within

@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -152,7 +150,7 @@ func sectorFromDocument(ctx context.Context, location string, redirectURIs []str
 	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
 		return "", invalidMetadata("sector_identifier_uri %q is not an https URL", location)
 	}
-	raw, err := fetchSectorDocument(ctx, sectorClientOf(ctx), location)
+	raw, _, err := fetchDocument(ctx, sectorClientOf(ctx), location, maxSectorDocumentBytes)
 	if err != nil {
 		return "", invalidMetadata("sector_identifier_uri %s could not be used: %v", location, err)
 	}
@@ -166,34 +164,6 @@ func sectorFromDocument(ctx context.Context, location string, redirectURIs []str
 		}
 	}
 	return strings.ToLower(u.Hostname()), nil
-}
-
-// fetchSectorDocument returns the body of a 200 answer to GET location,
-// at most maxSectorDocumentBytes of it, within jwksFetchTimeout.
-func fetchSectorDocument(ctx context.Context, client *http.Client, location string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("unreachable: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("it answered %s", resp.Status)
-	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxSectorDocumentBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading it failed: %w", err)
-	}
-	if len(raw) > maxSectorDocumentBytes {
-		return nil, fmt.Errorf("the document is larger than %d bytes", maxSectorDocumentBytes)
-	}
-	return raw, nil
 }
 
 // sectorClientKey is the context key of the HTTP client that fetches
@@ -218,20 +188,6 @@ func sectorClientOf(ctx context.Context) *http.Client {
 }
 
 var defaultSectorClient = newFetchClient(&Config{})
-
-// newFetchClient fetches a URL a client chose with the jwks_uri rules:
-// cfg.HTTPClient when set, else public addresses only (unless
-// cfg.JWKSPrivateNetworks); a short timeout; never a redirect or a cookie.
-func newFetchClient(cfg *Config) *http.Client {
-	client := &http.Client{Timeout: jwksFetchTimeout, Transport: publicTransport(cfg.JWKSPrivateNetworks)}
-	if cfg.HTTPClient != nil {
-		c := *cfg.HTTPClient
-		c.Jar = nil
-		client = &c
-	}
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return client
-}
 
 // sectorFetching is middleware that puts the sector_identifier_uri
 // fetching client cfg asks for in each request's context
