@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -192,6 +194,44 @@ func conflicts(run []*write, w *write) bool {
 
 var placeholder = regexp.MustCompile(`\$([0-9]+)`)
 
+// renumberedSQL remembers renumbered: the statements come from a few
+// dozen constants and the offsets from how they are combined, so the
+// regexp runs once per pair rather than on every request. It stops
+// growing at renumberedMax entries, a bound no set of our statements
+// reaches, so a bug that made SQL per request could not grow it forever.
+var (
+	renumberedSQL  sync.Map // renumberKey -> string
+	renumberedSize atomic.Int64
+)
+
+const renumberedMax = 4096
+
+type renumberKey struct {
+	sql    string
+	offset int
+}
+
+// renumbered is sql with each placeholder $n made $(n+offset).
+func renumbered(sql string, offset int) string {
+	if offset == 0 {
+		return sql
+	}
+	key := renumberKey{sql, offset}
+	if v, ok := renumberedSQL.Load(key); ok {
+		return v.(string)
+	}
+	out := placeholder.ReplaceAllStringFunc(sql, func(p string) string {
+		n, _ := strconv.Atoi(p[1:])
+		return "$" + strconv.Itoa(n+offset)
+	})
+	if renumberedSize.Load() < renumberedMax {
+		if _, loaded := renumberedSQL.LoadOrStore(key, out); !loaded {
+			renumberedSize.Add(1)
+		}
+	}
+	return out
+}
+
 // combine makes one statement of several data-modifying ones: all but the
 // last become WITH clauses, which PostgreSQL runs to completion whether or
 // not anything reads them. With a tail, all of them do, and the tail is
@@ -205,10 +245,7 @@ func combine(ws []*write, tail *write) (string, []any) {
 	renumber := func(w *write) string {
 		offset := len(args)
 		args = append(args, w.args...)
-		return placeholder.ReplaceAllStringFunc(w.sql, func(p string) string {
-			n, _ := strconv.Atoi(p[1:])
-			return "$" + strconv.Itoa(n+offset)
-		})
+		return renumbered(w.sql, offset)
 	}
 	for i, w := range ws {
 		sql := renumber(w)
