@@ -375,7 +375,17 @@ func (e *env) token(t *testing.T, form url.Values, id, secret string) tokenRespo
 
 func (e *env) introspect(t *testing.T, token, id, secret string) map[string]any {
 	t.Helper()
-	resp, body := postForm(t, e.url("/oauth2/introspect"), url.Values{"token": {token}}, id, secret)
+	return e.introspectHinted(t, token, "", id, secret)
+}
+
+// introspectHinted is introspect with a token_type_hint ("": none).
+func (e *env) introspectHinted(t *testing.T, token, hint, id, secret string) map[string]any {
+	t.Helper()
+	form := url.Values{"token": {token}}
+	if hint != "" {
+		form.Set("token_type_hint", hint)
+	}
+	resp, body := postForm(t, e.url("/oauth2/introspect"), form, id, secret)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("introspect: %d %s", resp.StatusCode, body)
 	}

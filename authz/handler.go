@@ -38,7 +38,7 @@ type Store interface {
 	InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error
 	PrefetchCode(ctx context.Context, signature, code string) error
 	PrefetchToken(ctx context.Context, accessSignature, refreshSignature string) error
-	LookupForIntrospection(ctx context.Context, accessSignature, refreshSignature string) (*storage.AccessTokenView, error)
+	LookupForIntrospection(ctx context.Context, accessSignature, refreshSignature string, accessOnly bool) (*storage.AccessTokenView, error)
 	ClaimPAR(ctx context.Context, requestURI, clientID, browser string, holdUntil time.Time) (url.Values, error)
 	ConsumePAR(ctx context.Context, requestURI, browser string) error
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -925,8 +926,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 	})
 }
 
-// expire moves the expiry of token (a code, access or refresh token) in its
-// stored session into the past, as a fake clock would.
+// expire moves the expiry of token (a code, access or refresh token) into
+// the past, as a fake clock would: in its stored session and in the
+// expires_at column, the two places the server writes it and reads it from.
 func expire(t *testing.T, e *env, table, kind, token string) {
 	t.Helper()
 	_, sig, ok := strings.Cut(token, ".")
@@ -934,7 +936,8 @@ func expire(t *testing.T, e *env, table, kind, token string) {
 		t.Fatalf("token %q has no signature part", token)
 	}
 	tag, err := e.pool.Exec(context.Background(), `UPDATE `+table+`
-		SET session = jsonb_set(session, ARRAY['expires_at', $2::text], to_jsonb('2000-01-01T00:00:00Z'::text))
+		SET session = jsonb_set(session, ARRAY['expires_at', $2::text], to_jsonb('2000-01-01T00:00:00Z'::text)),
+			expires_at = '2000-01-01T00:00:00Z'
 		WHERE signature = $1`, sig, kind)
 	if err != nil {
 		t.Fatal(err)
@@ -1382,6 +1385,16 @@ func TestIntrospectionAnswer(t *testing.T) {
 	}
 	if exp, _ := at["exp"].(float64); int64(exp) < issued.Unix()+int64(tok.ExpiresIn)-60 || int64(exp) > issued.Unix()+int64(tok.ExpiresIn)+60 {
 		t.Errorf("access token exp %v, issued %d for %d s", at["exp"], issued.Unix(), tok.ExpiresIn)
+	}
+	// A hint, right or wrong, changes how the token is looked up (the
+	// access table alone for access_token), never the answer.
+	for _, hint := range []string{"access_token", "refresh_token"} {
+		if got := e.introspectHinted(t, tok.AccessToken, hint, f.rs.ClientID, f.rs.ClientSecret); !reflect.DeepEqual(got, at) {
+			t.Errorf("access token, hint %s: %v\nwithout a hint: %v", hint, got, at)
+		}
+		if got := e.introspectHinted(t, tok.RefreshToken, hint, f.basic.ClientID, f.basic.ClientSecret); !reflect.DeepEqual(got, rt) {
+			t.Errorf("refresh token, hint %s: %v\nwithout a hint: %v", hint, got, rt)
+		}
 	}
 
 	e.clock.Advance(time.Duration(tok.ExpiresIn+1) * time.Second)

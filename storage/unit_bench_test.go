@@ -50,18 +50,23 @@ func BenchmarkIntrospectionLookup(b *testing.B) {
 }
 
 // BenchmarkLookupForIntrospection: introspection's one statement as the
-// server sends it, with the client cache on.
+// server sends it, with the client cache on: without a hint (both tables)
+// and with token_type_hint=access_token (the access table alone).
 func BenchmarkLookupForIntrospection(b *testing.B) {
 	e := newUnitEnvB(b)
 	e.startCacheB(b)
 	e.must(e.store.CreateAccessTokenSession(e.ctx, "access-1", e.request("grant-1")))
-	e.report(b, func(int) {
-		v, err := e.store.LookupForIntrospection(withReads(e), "access-1", "access-1")
-		e.must(err)
-		if v == nil {
-			b.Fatal("no view")
-		}
-	})
+	for _, accessOnly := range []bool{false, true} {
+		b.Run("access_only="+strconv.FormatBool(accessOnly), func(b *testing.B) {
+			e.report(b, func(int) {
+				v, err := e.store.LookupForIntrospection(withReads(e), "access-1", "access-1", accessOnly)
+				e.must(err)
+				if v == nil {
+					b.Fatal("no view")
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkExchangeUnit: a code exchange's storage work, as in
