@@ -330,8 +330,8 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) {
 // introspectAccessToken answers for an access token read as a view
 // (storage.LookupForIntrospection), checking what fosite's core validator
 // would: the row is active and the token has not expired. Its HMAC or JWS
-// was verified before the lookup (forged). Only what the answer needs is
-// decoded of the stored session.
+// was verified before the lookup (forged). The stored session is not
+// read: its expiry, subject and username come with the view.
 func (h *Handler) introspectAccessToken(w http.ResponseWriter, r *http.Request, v *storage.AccessTokenView) {
 	exp := v.ExpiresAt
 	deadline := exp
