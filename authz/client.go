@@ -759,11 +759,6 @@ func createClient(ctx context.Context, store ClientStore, m ClientMetadata, regi
 	c.SecretHash = hash
 	c.RegistrationTokenHash = registrationTokenHash
 	if err := store.CreateClient(ctx, c); err != nil {
-		if errors.Is(err, storage.ErrRecentlyDeleted) {
-			// Grants that read the deleted client may still be committing.
-			return ClientMetadata{}, fmt.Errorf("client %q was deleted less than %v ago; its id is free again after that: %w",
-				m.ClientID, storage.ClientIDReuseDelay, ErrClientExists)
-		}
 		if errors.Is(err, storage.ErrAlreadyExists) {
 			return ClientMetadata{}, fmt.Errorf("client %q: %w", m.ClientID, ErrClientExists)
 		}

@@ -343,9 +343,6 @@ func accessTokenStrategy(s string) string {
 // ErrAlreadyExists.
 func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	defer s.clientChanged(ctx, c.ID)()
-	if err := s.reclaimClientID(ctx, c.ID); err != nil {
-		return fmt.Errorf("create client: %w", err)
-	}
 	rows, err := s.db(ctx).Query(ctx, createClientSQL, clientArgs(c)...)
 	if err != nil {
 		return translate("create client", err)
@@ -384,9 +381,6 @@ func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 // tokens are not the document's to set and stay empty.
 func (s *Store) UpsertMetadataDocumentClient(ctx context.Context, c *Client) (*Client, error) {
 	defer s.clientChanged(ctx, c.ID)()
-	if err := s.reclaimClientID(ctx, c.ID); err != nil {
-		return nil, fmt.Errorf("store metadata document client: %w", err)
-	}
 	rows, err := s.db(ctx).Query(ctx, upsertDocumentClientSQL,
 		c.ID, c.Name, nonNilStrings(c.RedirectURIs), nonNilStrings(c.GrantTypes), nonNilStrings(c.ResponseTypes),
 		nonNilStrings(c.Scopes), c.TokenEndpointAuthMethod, c.Public, jsonArg(c.JWKS), c.JWKSURI,
@@ -509,70 +503,12 @@ func (s *Store) ListClients(ctx context.Context, after string, limit int) ([]*Cl
 // DeleteClient removes a client and, by cascade, everything issued to it.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	defer s.clientChanged(ctx, id)()
-	tag, err := s.db(ctx).Exec(ctx, deleteClientSQL, id)
+	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
 	if err != nil {
 		return translate("delete client", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("delete client: %w", ErrNotFound)
-	}
-	return nil
-}
-
-// tokenTables hold what fosite issues, each row naming its client without
-// a foreign key (migrations/019_token_client_references.sql).
-var tokenTables = []requestTable{codesTable, accessTable, refreshTable, pkceTable, oidcTable}
-
-// deleteClientSQL deletes a client with its codes and tokens (the rest of
-// what it owns goes by ON DELETE CASCADE) and leaves its tombstone; it
-// affects one row if the client existed.
-var deleteClientSQL = func() string {
-	var b strings.Builder
-	b.WriteString(`WITH gone AS (DELETE FROM clients WHERE id = $1 RETURNING id)`)
-	for i, t := range tokenTables {
-		fmt.Fprintf(&b, `, d%d AS (DELETE FROM %s WHERE client_id = $1)`, i, t)
-	}
-	b.WriteString(` INSERT INTO deleted_clients (id) SELECT id FROM gone
-		ON CONFLICT (id) DO UPDATE SET deleted_at = now()`)
-	return b.String()
-}()
-
-// ErrRecentlyDeleted: a client was deleted under this id too recently for
-// it to be created again (ClientIDReuseDelay). It is an ErrAlreadyExists.
-var ErrRecentlyDeleted = fmt.Errorf("%w: a client with this id was deleted less than a minute ago; create it again after that", ErrAlreadyExists)
-
-// ClientIDReuseDelay is how long after a delete a client id stays taken:
-// longer than any transaction that read the old client may take to
-// commit a token for it (MaxRequestTimeout, 25 s; migration 006 refuses
-// later commits).
-const ClientIDReuseDelay = time.Minute
-
-// reclaimClientIDSQL makes a deleted client's id free again, once
-// ClientIDReuseDelay has passed: it removes the tombstone and whatever
-// codes and tokens grants that raced the delete committed after it. It
-// answers whether the id is still too recently deleted. Without a
-// tombstone it reads one row of a small table and scans nothing: each
-// DELETE of a token table is gated on the tombstone's removal.
-var reclaimClientIDSQL = func() string {
-	var b strings.Builder
-	b.WriteString(`WITH freed AS (DELETE FROM deleted_clients
-		WHERE id = $1 AND deleted_at <= now() - $2 * interval '1 second' RETURNING id)`)
-	for i, t := range tokenTables {
-		fmt.Fprintf(&b, `, d%d AS (DELETE FROM %s WHERE client_id = $1 AND EXISTS (SELECT 1 FROM freed))`, i, t)
-	}
-	b.WriteString(` SELECT EXISTS (SELECT 1 FROM deleted_clients WHERE id = $1 AND deleted_at > now() - $2 * interval '1 second')`)
-	return b.String()
-}()
-
-// reclaimClientID readies id for a new client: ErrRecentlyDeleted while
-// the delay runs, and after it nothing of the old client is left.
-func (s *Store) reclaimClientID(ctx context.Context, id string) error {
-	var recent bool
-	if err := s.db(ctx).QueryRow(ctx, reclaimClientIDSQL, id, int64(ClientIDReuseDelay/time.Second)).Scan(&recent); err != nil {
-		return translate("reclaim client id", err)
-	}
-	if recent {
-		return ErrRecentlyDeleted
 	}
 	return nil
 }

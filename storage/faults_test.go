@@ -203,17 +203,16 @@ func TestSingleWriteCommitDeadline(t *testing.T) {
 		t.Fatalf("a single write well before the deadline: %v", err)
 	}
 
-	// The write waits for another transaction that is inserting the same
-	// key until the write's commit deadline (its request's 1.5 s less
-	// 250 ms) has passed; that one then rolls back, and the write runs on,
-	// before the request's own deadline.
+	// The write's foreign key check waits for a lock on the client's row
+	// held by another transaction until the write's commit deadline (its
+	// request's 1.5 s less 250 ms) has passed; it then runs on, before
+	// the request's own deadline.
 	holder, err := s.Pool().Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = holder.Rollback(context.Background()) }()
-	if _, err := holder.Exec(t.Context(), `INSERT INTO authorization_codes (signature, request_id, requested_at, client_id, session)
-		VALUES ('single-late', 'r-holder', now(), $1, '{}')`, c.ID); err != nil {
+	if _, err := holder.Exec(t.Context(), `SELECT 1 FROM clients WHERE id = $1 FOR UPDATE`, c.ID); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel = context.WithTimeout(t.Context(), 1500*time.Millisecond)
