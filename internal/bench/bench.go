@@ -82,24 +82,46 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) (err error) {
 		Database: b.db.Describe, PGVersion: b.db.Version, Duration: Seconds(o.Duration), Warmup: Seconds(o.Warmup()),
 		LoadBefore: loadAverage(), IDTokenAlg: cmp.Or(o.IDTokenAlg, "RS256"),
 	}
-	logf("pgbench -S for %v ...", o.Duration)
-	if rep.Pgbench, err = measurePgbench(ctx, pgbenchBin, b.db.pgbench, o.Duration, o.PgbenchScale); err != nil {
-		return err
-	}
-	logf("pgbench -S: %s tps", thousands(rep.Pgbench.TPS))
-
 	stopProfile, err := startProfile(o.CPUProfile)
 	if err != nil {
 		return err
 	}
 	p := &plan{
-		o: o, fx: b.fx, srv: b.srv, logf: logf, pgbenchTPS: rep.Pgbench.TPS,
+		o: o, fx: b.fx, srv: b.srv, logf: logf,
 		gen: &generator{self: self, pool: b.pool, pgPID: b.db.pgPID, phase: &b.srv.phase},
 	}
-	rows, runErr := p.run(ctx)
+	var (
+		rounds  [][]Row
+		pgbench []Pgbench
+		runErr  error
+	)
+	for round := 1; round <= o.Repeat && runErr == nil; round++ {
+		if o.Repeat > 1 {
+			logf("round %d of %d", round, o.Repeat)
+		}
+		logf("pgbench -S for %v ...", o.Duration)
+		pg, err := measurePgbench(ctx, pgbenchBin, b.db.pgbench, o.Duration, o.PgbenchScale)
+		if err != nil {
+			runErr = err
+			break
+		}
+		logf("pgbench -S: %s tps", thousands(pg.TPS))
+		p.pgbenchTPS = pg.TPS
+		rows, err := p.run(ctx)
+		runErr = err
+		if err == nil || len(rounds) == 0 {
+			// A failed round is reported alone, as far as it got, and
+			// only when no round completed.
+			rounds, pgbench = append(rounds, rows), append(pgbench, pg)
+		}
+	}
 	runErr = errors.Join(runErr, stopProfile())
-	rep.Rows, rep.LoadAfter = rows, loadAverage()
-	if len(rows) > 0 {
+	rep.Rows, rep.LoadAfter = medianRows(rounds), loadAverage()
+	rep.Pgbench, rep.Rounds = medianPgbench(pgbench), len(rounds)
+	if len(rounds) > 1 {
+		rep.PgbenchRounds = pgbench
+	}
+	if len(rep.Rows) > 0 {
 		if o.JSON {
 			err = rep.WriteJSON(stdout)
 		} else {

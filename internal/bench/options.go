@@ -35,6 +35,11 @@ type Options struct {
 	// client whose codes and refresh tokens are exchanged ('' = RS256):
 	// signing its ID token is most of an exchange's CPU with RSA.
 	IDTokenAlg string
+	// Repeat is how many rounds run: each measures pgbench -S and then
+	// every operation, and the report gives each row's medians, its
+	// fraction of pgbench -S taken against its own round's. On a shared
+	// machine whose speed drifts, that keeps the fractions honest.
+	Repeat int
 	// DatabaseURL is the PostgreSQL to use instead of a private cluster
 	// (AUTHZ_DATABASE_URL); the benchmark makes and drops its own
 	// databases there.
@@ -84,6 +89,7 @@ func ParseArgs(args []string, getenv func(string) string, stderr io.Writer) (Opt
 	fs.BoolVar(&o.JSON, "json", false, "print the report as JSON")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the server's CPU profile to `file`, labelled op=<operation>/c<N> (go tool pprof -tagfocus)")
 	fs.StringVar(&o.IDTokenAlg, "id-token-alg", "", "`alg` the sign-in client's ID tokens are signed with: RS256 (default), PS256, ES256 or EdDSA")
+	fs.IntVar(&o.Repeat, "repeat", 1, "rounds of pgbench -S and every operation; the table gives medians, each fraction against its own round's pgbench -S")
 	fs.BoolVar(&o.NoFsync, "no-fsync", false, "run the private cluster as the tests do: fsync and synchronous_commit off, data in RAM")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -100,6 +106,9 @@ func ParseArgs(args []string, getenv func(string) string, stderr io.Writer) (Opt
 	}
 	if o.Duration < 100*time.Millisecond || o.Duration > 10*time.Minute {
 		return o, fmt.Errorf("--duration %v must be between 100ms and 10m", o.Duration)
+	}
+	if o.Repeat < 1 || o.Repeat > 20 {
+		return o, fmt.Errorf("--repeat %d must be between 1 and 20", o.Repeat)
 	}
 	o.Concurrencies = conc
 	var err error

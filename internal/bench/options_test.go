@@ -54,6 +54,8 @@ func TestParseArgs(t *testing.T) {
 		}},
 		{"json and profile", []string{"--json", "--cpuprofile", "cpu.out"}, func(o Options) bool { return o.JSON && o.CPUProfile == "cpu.out" }},
 		{"database from the environment", nil, func(o Options) bool { return o.DatabaseURL == "postgres://u@db/x" }},
+		{"one round unless told", nil, func(o Options) bool { return o.Repeat == 1 }},
+		{"repeat", []string{"--repeat", "3"}, func(o Options) bool { return o.Repeat == 3 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,6 +82,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--concurrency", "8,0"}, nil, "between 1 and 1024"},
 		{[]string{"--concurrency", "eight"}, nil, "between 1 and 1024"},
 		{[]string{"extra"}, nil, "unexpected arguments: extra"},
+		{[]string{"--repeat", "0"}, nil, "between 1 and 20"},
+		{[]string{"--repeat", "21"}, nil, "between 1 and 20"},
 		{[]string{"--no-fsync"}, map[string]string{"AUTHZ_DATABASE_URL": "postgres://u@db/x"}, "private cluster only"},
 	}
 	for _, tt := range tests {

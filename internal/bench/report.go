@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,8 +30,14 @@ type Report struct {
 	// something else was competing for the CPUs.
 	LoadBefore float64 `json:"load_before"`
 	LoadAfter  float64 `json:"load_after"`
-	Pgbench    Pgbench `json:"pgbench"`
-	Rows       []Row   `json:"rows"`
+	// Pgbench is the round whose pgbench -S was the median (the lower of
+	// the two middle ones for an even number of rounds).
+	Pgbench Pgbench `json:"pgbench"`
+	// Rounds is how many rounds the rows are medians of (--repeat), with
+	// each round's pgbench -S when there were several.
+	Rounds        int       `json:"rounds"`
+	PgbenchRounds []Pgbench `json:"pgbench_rounds,omitempty"`
+	Rows          []Row     `json:"rows"`
 }
 
 // Row is one operation at one concurrency.
@@ -49,9 +56,94 @@ type Row struct {
 	DBCPU     float64 `json:"postgres_cpu_us_per_req"`
 	ClientCPU float64 `json:"client_cpu_us_per_req"`
 	RSSMB     float64 `json:"rss_mb"`
-	// OfPgbench is Rate / pgbench -S tps.
-	OfPgbench float64 `json:"of_pgbench"`
-	Note      string  `json:"note,omitempty"`
+	// OfPgbench is Rate / pgbench -S tps. Over several rounds it is the
+	// median of each round's own fraction, which runs between the least
+	// and the greatest.
+	OfPgbench    float64 `json:"of_pgbench"`
+	OfPgbenchMin float64 `json:"of_pgbench_min,omitempty"`
+	OfPgbenchMax float64 `json:"of_pgbench_max,omitempty"`
+	Note         string  `json:"note,omitempty"`
+}
+
+// medianRows makes one row of each operation and concurrency out of the
+// rounds' rows (each round runs the same rows in the same order; a round
+// cut short contributes what it ran): the median of every figure, each
+// round's fraction of its own pgbench -S included, counts summed, notes
+// kept once.
+func medianRows(rounds [][]Row) []Row {
+	switch len(rounds) {
+	case 0:
+		return nil
+	case 1:
+		return rounds[0]
+	}
+	var out []Row
+	for i := range rounds[0] {
+		var rs []Row
+		for _, round := range rounds {
+			if i < len(round) {
+				rs = append(rs, round[i])
+			}
+		}
+		med := func(f func(Row) float64) float64 {
+			v := make([]float64, len(rs))
+			for j, r := range rs {
+				v[j] = f(r)
+			}
+			return median(v)
+		}
+		r := Row{Op: rs[0].Op, Concurrency: rs[0].Concurrency}
+		var notes []string
+		for _, x := range rs {
+			r.Requests += x.Requests
+			r.Errors += x.Errors
+			r.Elapsed += x.Elapsed
+			if x.Note != "" && !slices.Contains(notes, x.Note) {
+				notes = append(notes, x.Note)
+			}
+		}
+		r.Rate = med(func(x Row) float64 { return x.Rate })
+		r.P50 = Millis(med(func(x Row) float64 { return float64(x.P50) }))
+		r.P99 = Millis(med(func(x Row) float64 { return float64(x.P99) }))
+		r.SQLPerOp = med(func(x Row) float64 { return x.SQLPerOp })
+		r.ServerCPU = med(func(x Row) float64 { return x.ServerCPU })
+		r.DBCPU = med(func(x Row) float64 { return x.DBCPU })
+		r.ClientCPU = med(func(x Row) float64 { return x.ClientCPU })
+		r.RSSMB = med(func(x Row) float64 { return x.RSSMB })
+		r.OfPgbench = med(func(x Row) float64 { return x.OfPgbench })
+		r.OfPgbenchMin, r.OfPgbenchMax = rs[0].OfPgbench, rs[0].OfPgbench
+		for _, x := range rs {
+			r.OfPgbenchMin, r.OfPgbenchMax = min(r.OfPgbenchMin, x.OfPgbench), max(r.OfPgbenchMax, x.OfPgbench)
+		}
+		r.Note = strings.Join(notes, "; ")
+		out = append(out, r)
+	}
+	return out
+}
+
+// median of v (which it sorts); the mean of the two middle values for an
+// even count. -1 (unknown) stays -1 only if every value is.
+func median(v []float64) float64 {
+	known := slices.DeleteFunc(v, func(f float64) bool { return f < 0 })
+	if len(known) == 0 {
+		return -1
+	}
+	slices.Sort(known)
+	n := len(known)
+	if n%2 == 1 {
+		return known[n/2]
+	}
+	return (known[n/2-1] + known[n/2]) / 2
+}
+
+// medianPgbench is the round of median tps (the lower middle one for an
+// even count), or the zero value without rounds.
+func medianPgbench(ps []Pgbench) Pgbench {
+	if len(ps) == 0 {
+		return Pgbench{}
+	}
+	sorted := slices.SortedFunc(slices.Values(ps), func(a, b Pgbench) int { return cmp.Compare(a.TPS, b.TPS) })
+	return sorted[(len(sorted)-1)/2]
 }
 
 // Seconds is a duration that reads as seconds in JSON.
@@ -117,8 +209,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(&b, "each run: %s measured after a %s warm-up, closed loop, loopback HTTP/1.1 keep-alive; ID tokens %s; load average %.2f before, %.2f after\n",
 		time.Duration(r.Duration), time.Duration(r.Warmup), cmp.Or(r.IDTokenAlg, "RS256"), r.LoadBefore, r.LoadAfter)
 	p := r.Pgbench
-	fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d (scale %d): %s tps, latency average %.3f ms\n\n",
-		p.Clients, p.Threads, p.Seconds, p.Scale, thousands(p.TPS), p.LatencyMS)
+	if len(r.PgbenchRounds) > 1 {
+		tps := make([]string, len(r.PgbenchRounds))
+		for i, q := range r.PgbenchRounds {
+			tps[i] = thousands(q.TPS)
+		}
+		fmt.Fprintf(&b, "%d rounds, each pgbench -S then every operation; figures are medians, each ×pgbench against its own round's\n", len(r.PgbenchRounds))
+		fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d (scale %d): %s tps (rounds: %s), latency average %.3f ms\n\n",
+			p.Clients, p.Threads, p.Seconds, p.Scale, thousands(p.TPS), strings.Join(tps, ", "), p.LatencyMS)
+	} else {
+		fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d (scale %d): %s tps, latency average %.3f ms\n\n",
+			p.Clients, p.Threads, p.Seconds, p.Scale, thousands(p.TPS), p.LatencyMS)
+	}
 	rows := [][]string{tableHeader}
 	for _, row := range r.Rows {
 		rows = append(rows, row.cells())
@@ -146,8 +248,21 @@ func (r Row) cells() []string {
 	return []string{
 		title, strconv.Itoa(r.Concurrency), thousands(r.Rate), ms(r.P50), ms(r.P99),
 		strconv.FormatInt(r.Errors, 10), fixed(r.SQLPerOp, 2), micros(r.ServerCPU), micros(r.DBCPU),
-		fixed(r.RSSMB, 0), fixed(r.OfPgbench, 3), r.Note,
+		fixed(r.RSSMB, 0), fixed(r.OfPgbench, 3), r.note(),
 	}
+}
+
+// note is the row's note, led by the range of its fraction of pgbench -S
+// over several rounds.
+func (r Row) note() string {
+	if r.OfPgbenchMin == r.OfPgbenchMax {
+		return r.Note
+	}
+	span := fmt.Sprintf("×pgbench %s–%s", fixed(r.OfPgbenchMin, 3), fixed(r.OfPgbenchMax, 3))
+	if r.Note == "" {
+		return span
+	}
+	return span + "; " + r.Note
 }
 
 // writeAligned writes rows as columns two spaces apart: the first and

@@ -109,6 +109,68 @@ func TestWriteJSON(t *testing.T) {
 	}
 }
 
+// TestMedianRows: several rounds make one row of each operation: medians
+// of every figure, each round's fraction taken against its own pgbench
+// -S with the least and greatest kept, counts summed, notes once; an
+// unknown CPU figure does not drag a median down.
+func TestMedianRows(t *testing.T) {
+	round := func(rate, of, serverCPU float64, p99 time.Duration, note string) []Row {
+		return []Row{{Op: opIntrospectActive, Concurrency: 32, Requests: 100, Errors: 1, Elapsed: Seconds(time.Second),
+			Rate: rate, P99: Millis(p99), SQLPerOp: 1, ServerCPU: serverCPU, DBCPU: -1, OfPgbench: of, Note: note}}
+	}
+	got := medianRows([][]Row{
+		round(9000, 0.25, 120, 12*time.Millisecond, ""),
+		round(6000, 0.20, -1, 20*time.Millisecond, "x"),
+		round(7000, 0.22, 140, 15*time.Millisecond, "x"),
+	})
+	if len(got) != 1 {
+		t.Fatalf("%d rows, want 1", len(got))
+	}
+	r := got[0]
+	if r.Rate != 7000 || r.OfPgbench != 0.22 || r.OfPgbenchMin != 0.20 || r.OfPgbenchMax != 0.25 || r.P99 != Millis(15*time.Millisecond) {
+		t.Errorf("medians: %+v", r)
+	}
+	if r.ServerCPU != 130 || r.DBCPU != -1 || r.SQLPerOp != 1 {
+		t.Errorf("CPU medians: server %v (want 130, the unknown left out), db %v (want -1)", r.ServerCPU, r.DBCPU)
+	}
+	if r.Requests != 300 || r.Errors != 3 || r.Elapsed != Seconds(3*time.Second) || r.Note != "x" {
+		t.Errorf("sums and notes: %+v", r)
+	}
+	if n := r.note(); n != "×pgbench 0.200–0.250; x" {
+		t.Errorf("note column %q", n)
+	}
+	if one := medianRows([][]Row{round(1, 0.1, 1, time.Millisecond, "")}); one[0].note() != "" || one[0].Rate != 1 {
+		t.Errorf("one round: %+v", one[0])
+	}
+	if medianRows(nil) != nil {
+		t.Error("no rounds: want no rows")
+	}
+	p := medianPgbench([]Pgbench{{TPS: 40000}, {TPS: 30000}, {TPS: 35000}, {TPS: 45000}})
+	if p.TPS != 35000 {
+		t.Errorf("median pgbench %v, want the lower middle round, 35000", p.TPS)
+	}
+}
+
+// TestWriteTableRounds: a report of several rounds says so above the
+// table and gives every round's pgbench -S.
+func TestWriteTableRounds(t *testing.T) {
+	rep := sampleReport()
+	rep.Rounds = 3
+	rep.PgbenchRounds = []Pgbench{{TPS: 40000.4}, {TPS: 31000}, {TPS: 45000}}
+	var b bytes.Buffer
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"3 rounds, each pgbench -S then every operation; figures are medians, each ×pgbench against its own round's\n",
+		"(scale 10): 40,000 tps (rounds: 40,000, 31,000, 45,000), latency average 0.800 ms\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
 func TestThousands(t *testing.T) {
 	for in, want := range map[float64]string{0: "0", 999.4: "999", 999.5: "1,000", 12345: "12,345", 1234567: "1,234,567"} {
 		if got := thousands(in); got != want {
