@@ -68,8 +68,9 @@ type Row struct {
 // medianRows makes one row of each operation and concurrency out of the
 // rounds' rows (each round runs the same rows in the same order; a round
 // cut short contributes what it ran): the median of every figure, each
-// round's fraction of its own pgbench -S included, counts summed, notes
-// kept once.
+// round's fraction of its own pgbench -S included, and counts summed. The
+// note is that of the round whose rate is the median (the lower middle
+// one for an even count).
 func medianRows(rounds [][]Row) []Row {
 	switch len(rounds) {
 	case 0:
@@ -93,15 +94,13 @@ func medianRows(rounds [][]Row) []Row {
 			return median(v)
 		}
 		r := Row{Op: rs[0].Op, Concurrency: rs[0].Concurrency}
-		var notes []string
 		for _, x := range rs {
 			r.Requests += x.Requests
 			r.Errors += x.Errors
 			r.Elapsed += x.Elapsed
-			if x.Note != "" && !slices.Contains(notes, x.Note) {
-				notes = append(notes, x.Note)
-			}
 		}
+		byRate := slices.SortedFunc(slices.Values(rs), func(a, b Row) int { return cmp.Compare(a.Rate, b.Rate) })
+		r.Note = byRate[(len(byRate)-1)/2].Note
 		r.Rate = med(func(x Row) float64 { return x.Rate })
 		r.P50 = Millis(med(func(x Row) float64 { return float64(x.P50) }))
 		r.P99 = Millis(med(func(x Row) float64 { return float64(x.P99) }))
@@ -115,7 +114,6 @@ func medianRows(rounds [][]Row) []Row {
 		for _, x := range rs {
 			r.OfPgbenchMin, r.OfPgbenchMax = min(r.OfPgbenchMin, x.OfPgbench), max(r.OfPgbenchMax, x.OfPgbench)
 		}
-		r.Note = strings.Join(notes, "; ")
 		out = append(out, r)
 	}
 	return out

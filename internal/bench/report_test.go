@@ -111,8 +111,8 @@ func TestWriteJSON(t *testing.T) {
 
 // TestMedianRows: several rounds make one row of each operation: medians
 // of every figure, each round's fraction taken against its own pgbench
-// -S with the least and greatest kept, counts summed, notes once; an
-// unknown CPU figure does not drag a median down.
+// -S with the least and greatest kept, counts summed, the note of the
+// median round; an unknown CPU figure does not drag a median down.
 func TestMedianRows(t *testing.T) {
 	round := func(rate, of, serverCPU float64, p99 time.Duration, note string) []Row {
 		return []Row{{Op: opIntrospectActive, Concurrency: 32, Requests: 100, Errors: 1, Elapsed: Seconds(time.Second),
@@ -120,7 +120,7 @@ func TestMedianRows(t *testing.T) {
 	}
 	got := medianRows([][]Row{
 		round(9000, 0.25, 120, 12*time.Millisecond, ""),
-		round(6000, 0.20, -1, 20*time.Millisecond, "x"),
+		round(6000, 0.20, -1, 20*time.Millisecond, "y"),
 		round(7000, 0.22, 140, 15*time.Millisecond, "x"),
 	})
 	if len(got) != 1 {
