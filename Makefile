@@ -60,6 +60,7 @@ demo: build
 # next to pgbench -S on the same private PostgreSQL: about 3 minutes, one
 # table (docs/benchmark.md). Other runs, e.g.:
 #   make bench BENCH_FLAGS=--quick        (about 30 s)
+#   make bench BENCH_FLAGS="--repeat 3"   (about 7 minutes: medians of three rounds)
 #   make bench BENCH_FLAGS="--json --ops introspect-active,refresh-long"
 bench:
 	go build -o bin/authz-bench ./cmd/authz-bench
