@@ -207,18 +207,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(&b, "each run: %s measured after a %s warm-up, closed loop, loopback HTTP/1.1 keep-alive; ID tokens %s; load average %.2f before, %.2f after\n",
 		time.Duration(r.Duration), time.Duration(r.Warmup), cmp.Or(r.IDTokenAlg, "RS256"), r.LoadBefore, r.LoadAfter)
 	p := r.Pgbench
+	rounds := ""
 	if len(r.PgbenchRounds) > 1 {
 		tps := make([]string, len(r.PgbenchRounds))
 		for i, q := range r.PgbenchRounds {
 			tps[i] = thousands(q.TPS)
 		}
+		rounds = " (rounds: " + strings.Join(tps, ", ") + ")"
 		fmt.Fprintf(&b, "%d rounds, each pgbench -S then every operation; figures are medians, each ×pgbench against its own round's\n", len(r.PgbenchRounds))
-		fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d (scale %d): %s tps (rounds: %s), latency average %.3f ms\n\n",
-			p.Clients, p.Threads, p.Seconds, p.Scale, thousands(p.TPS), strings.Join(tps, ", "), p.LatencyMS)
-	} else {
-		fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d (scale %d): %s tps, latency average %.3f ms\n\n",
-			p.Clients, p.Threads, p.Seconds, p.Scale, thousands(p.TPS), p.LatencyMS)
 	}
+	fmt.Fprintf(&b, "pgbench -S -c %d -j %d -T %d (scale %d): %s tps%s, latency average %.3f ms\n\n",
+		p.Clients, p.Threads, p.Seconds, p.Scale, thousands(p.TPS), rounds, p.LatencyMS)
 	rows := [][]string{tableHeader}
 	for _, row := range r.Rows {
 		rows = append(rows, row.cells())
