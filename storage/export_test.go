@@ -19,3 +19,28 @@ func (s *Store) ExecForTest(ctx context.Context, sql string, args ...any) error 
 	_, err := s.db(ctx).Exec(ctx, sql, args...)
 	return err
 }
+
+// IntrospectBatchForTest runs one batch of introspection lookups as the
+// coalescer would and says what each found: "access", "refresh" or "".
+func (s *Store) IntrospectBatchForTest(ctx context.Context, signatures []string, accessOnly []bool) ([]string, error) {
+	keys := make([]introspectKey, len(signatures))
+	for i, sig := range signatures {
+		keys[i] = introspectKey{signature: sig, accessOnly: accessOnly[i]}
+	}
+	rows, err := s.lookupTokens(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	found := make([]string, len(rows))
+	for i, r := range rows {
+		switch {
+		case !r.found:
+		case r.access:
+			found[i] = "access"
+		default:
+			found[i] = "refresh"
+		}
+	}
+	return found, nil
+}
+

@@ -2,6 +2,9 @@ package storage_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,4 +118,87 @@ func TestLookupForIntrospection(t *testing.T) {
 	if v == nil || v.Active || !v.ExpiresAt.IsZero() || v.Username != "" {
 		t.Errorf("deactivated token without an expiry: %+v, want an inactive view, no expiry, no username", v)
 	}
+}
+
+// TestIntrospectBatch: one statement answers a batch of lookups, each
+// with what its own signature and hint call for: a caller expecting an
+// access token is not given a refresh token's row, one that gave no hint
+// is; the same signature twice is answered twice.
+func TestIntrospectBatch(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	req := e.request("grant-1")
+	e.must(e.store.CreateAccessTokenSession(e.ctx, "sig-a", req))
+	e.must(e.store.CreateRefreshTokenSession(e.ctx, "sig-r", "sig-a", req))
+
+	for _, tc := range []struct {
+		sigs       []string
+		accessOnly []bool
+		want       []string
+	}{
+		{[]string{"sig-a", "sig-r", "sig-r", "sig-x", "sig-a"}, []bool{true, true, false, false, false},
+			[]string{"access", "", "refresh", "", "access"}},
+		{[]string{"sig-r", "sig-a", "sig-x"}, []bool{true, true, true}, []string{"", "access", ""}},
+		{[]string{"sig-r"}, []bool{false}, []string{"refresh"}},
+	} {
+		var got []string
+		if n := e.statements(func() {
+			var err error
+			got, err = e.store.IntrospectBatchForTest(e.ctx, tc.sigs, tc.accessOnly)
+			e.must(err)
+		}); n != 1 {
+			t.Errorf("%v: %d statements, want 1", tc.sigs, n)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%v, access only %v: %q, want %q", tc.sigs, tc.accessOnly, got, tc.want)
+		}
+	}
+}
+
+// TestLookupForIntrospectionConcurrent: many lookups at once, sharing
+// statements, each get the answer for their own token and hint.
+func TestLookupForIntrospectionConcurrent(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	e.startCache(e.store)
+	const tokens = 20
+	for i := range tokens {
+		req := e.request(fmt.Sprintf("grant-%d", i))
+		req.Session.(*openid.DefaultSession).Subject = fmt.Sprintf("user-%d", i)
+		e.must(e.store.CreateAccessTokenSession(e.ctx, fmt.Sprintf("sig-a%d", i), req))
+		e.must(e.store.CreateRefreshTokenSession(e.ctx, fmt.Sprintf("sig-r%d", i), fmt.Sprintf("sig-a%d", i), req))
+	}
+	e.clientName(e.store)
+
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 30 {
+				i := (w*7 + j) % tokens
+				kind := j % 3 // access token, refresh token, unknown
+				sig := [3]string{fmt.Sprintf("sig-a%d", i), fmt.Sprintf("sig-r%d", i), fmt.Sprintf("sig-x%d", i)}[kind]
+				accessOnly := (w+j)%2 == 0
+				ctx := storage.WithReads(e.ctx)
+				v, err := e.store.LookupForIntrospection(ctx, sig, sig, accessOnly)
+				if err != nil {
+					t.Errorf("%s: %v", sig, err)
+					return
+				}
+				switch {
+				case kind == 0 && (v == nil || v.Subject != fmt.Sprintf("user-%d", i)):
+					t.Errorf("%s: view %+v, want user-%d's access token", sig, v, i)
+				case kind > 0 && v != nil:
+					t.Errorf("%s: view %+v, want none", sig, v)
+				case kind == 1:
+					r, err := e.store.GetRefreshTokenSession(ctx, sig, openid.NewDefaultSession())
+					if err != nil || r.GetID() != fmt.Sprintf("grant-%d", i) {
+						t.Errorf("%s: refresh token %v, %v; want grant-%d", sig, r, err, i)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -34,6 +34,8 @@ type Store struct {
 	// of COMMITs whose answers were lost (commitOutcome): in the incident
 	// that loses them, hundreds of requests must not each open one.
 	resolvers chan struct{}
+	// introspections batches concurrent introspection lookups.
+	introspections *coalescer[introspectKey, introspectRow]
 }
 
 // Option configures a Store.
@@ -45,6 +47,7 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{pool: pool, now: time.Now, clients: newClientCache(), resolvers: make(chan struct{}, maxResolvers)}
+	s.introspections = newCoalescer(introspectInFlight, introspectBatch, introspectStuck, s.lookupTokens)
 	for _, o := range opts {
 		o(s)
 	}
