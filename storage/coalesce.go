@@ -45,6 +45,7 @@ type coalescer[In, Out any] struct {
 // call is one lookup waiting for its batch.
 type call[In, Out any] struct {
 	in       In
+	ctx      context.Context
 	deadline time.Time   // the caller's; zero when it has none
 	gone     atomic.Bool // the caller stopped waiting: not worth a lookup
 	done     chan struct{}
@@ -64,7 +65,7 @@ func newCoalescer[In, Out any](maxInFlight, maxBatch int, stuckAfter time.Durati
 // batch's error. A caller whose ctx ends first gets ctx's error and its
 // lookup is dropped if it has not started.
 func (c *coalescer[In, Out]) do(ctx context.Context, in In) (Out, error) {
-	cl := &call[In, Out]{in: in, done: make(chan struct{})}
+	cl := &call[In, Out]{in: in, ctx: ctx, done: make(chan struct{})}
 	cl.deadline, _ = ctx.Deadline()
 	c.mu.Lock()
 	c.pending = append(c.pending, cl)
@@ -139,27 +140,34 @@ func (c *coalescer[In, Out]) drain(batch []*call[In, Out], inline bool) {
 	}
 }
 
-// execute runs one batch and hands each call its result. The statement's
-// deadline is the latest of its callers': one caller giving up early
-// does not fail the others' lookups.
+// execute runs one batch and hands each call its result. A call alone
+// runs under its caller's context, as it would without the coalescer.
+// A batch's deadline is the latest of its callers': one caller giving up
+// early does not fail the others' lookups.
 func (c *coalescer[In, Out]) execute(batch []*call[In, Out]) {
 	if len(batch) == 0 {
 		return
 	}
-	var deadline time.Time
 	in := make([]In, len(batch))
-	for i, cl := range batch {
-		in[i] = cl.in
-		d := cl.deadline
-		if d.IsZero() {
-			d = time.Now().Add(coalescedTimeout)
+	ctx := batch[0].ctx
+	if len(batch) > 1 {
+		var deadline time.Time
+		for i, cl := range batch {
+			in[i] = cl.in
+			d := cl.deadline
+			if d.IsZero() {
+				d = time.Now().Add(coalescedTimeout)
+			}
+			if d.After(deadline) {
+				deadline = d
+			}
 		}
-		if d.After(deadline) {
-			deadline = d
-		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(context.Background(), deadline)
+		defer cancel()
+	} else {
+		in[0] = batch[0].in
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
 	out, err := c.runSafely(ctx, in)
 	for i, cl := range batch {
 		if err != nil {
@@ -167,6 +175,7 @@ func (c *coalescer[In, Out]) execute(batch []*call[In, Out]) {
 		} else {
 			cl.out = out[i]
 		}
+		cl.ctx = nil
 		close(cl.done)
 	}
 }

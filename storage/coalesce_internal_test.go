@@ -128,6 +128,11 @@ func TestCoalescerBatches(t *testing.T) {
 	if got := b.seen(); !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("batches %v, want %v", got, want)
 	}
+	b.mu.Lock()
+	if b.deadlines[1].IsZero() {
+		t.Error("a batch of callers without deadlines ran without one")
+	}
+	b.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.running != 0 || len(c.pending) != 0 {
@@ -237,8 +242,8 @@ func TestCoalescerCallerLeaves(t *testing.T) {
 	if !b.deadlines[1].Equal(late) {
 		t.Errorf("second batch's deadline %v, want the latest caller's, %v", b.deadlines[1], late)
 	}
-	if b.deadlines[0].IsZero() {
-		t.Error("a batch of callers without deadlines ran without one")
+	if !b.deadlines[0].IsZero() {
+		t.Errorf("a call alone ran with deadline %v, not its caller's (none)", b.deadlines[0])
 	}
 }
 
