@@ -2,8 +2,10 @@ package storage
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/ory/fosite"
 )
 
 // QueryRowForTest runs sql in the transaction ctx carries, or on the pool.
@@ -44,3 +46,17 @@ func (s *Store) IntrospectBatchForTest(ctx context.Context, signatures []string,
 	return found, nil
 }
 
+// InsertBatchForTest inserts the access token rows of reqs, under sigs,
+// as one batch of inserts run outside a transaction, each due within a
+// minute.
+func (s *Store) InsertBatchForTest(ctx context.Context, sigs []string, reqs []fosite.Requester) ([]error, error) {
+	calls := make([]insertCall, len(sigs))
+	for i := range sigs {
+		w, err := requestInsert(ctx, accessTable, sigs[i], reqs[i], "", nil)
+		if err != nil {
+			return nil, err
+		}
+		calls[i] = insertCall{w: w, deadline: time.Now().Add(time.Minute)}
+	}
+	return s.insertRows(ctx, calls)
+}

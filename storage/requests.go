@@ -58,16 +58,26 @@ func (t requestTable) expiryKind() fosite.TokenType {
 }
 
 func (s *Store) createRequest(ctx context.Context, table requestTable, signature string, r fosite.Requester, extraCol string, extraVal any) error {
+	w, err := requestInsert(ctx, table, signature, r, extraCol, extraVal)
+	if err != nil {
+		return err
+	}
+	memoOf(ctx).forget(table, signature)
+	return translate("create "+string(table), s.deferWrite(ctx, w))
+}
+
+// requestInsert is the insert of r's row into table.
+func requestInsert(ctx context.Context, table requestTable, signature string, r fosite.Requester, extraCol string, extraVal any) (*write, error) {
 	if r.GetClient() == nil {
-		return fmt.Errorf("create %s: request has no client", table)
+		return nil, fmt.Errorf("create %s: request has no client", table)
 	}
 	session, err := json.Marshal(r.GetSession())
 	if err != nil {
-		return fmt.Errorf("create %s: encode session: %w", table, err)
+		return nil, fmt.Errorf("create %s: encode session: %w", table, err)
 	}
 	form, err := json.Marshal(formOrEmpty(r.GetRequestForm()))
 	if err != nil {
-		return fmt.Errorf("create %s: encode form: %w", table, err)
+		return nil, fmt.Errorf("create %s: encode form: %w", table, err)
 	}
 	var subject string
 	var expiresAt *time.Time
@@ -98,12 +108,11 @@ func (s *Store) createRequest(ctx context.Context, table requestTable, signature
 		vals += ", $13"
 		args = append(args, extraVal)
 	}
-	memoOf(ctx).forget(table, signature)
-	err = s.deferWrite(ctx, &write{
-		table: table, insert: true, args: args,
-		sql: `INSERT INTO ` + string(table) + ` (` + cols + `) VALUES (` + vals + `)`,
-	})
-	return translate("create "+string(table), err)
+	row := `(` + vals + `)`
+	return &write{
+		table: table, insert: true, args: args, row: row,
+		sql: `INSERT INTO ` + string(table) + ` (` + cols + `) VALUES ` + row,
+	}, nil
 }
 
 type narrowingKey struct{}

@@ -2,7 +2,9 @@ package storage_test
 
 import (
 	"context"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +69,50 @@ func BenchmarkLookupForIntrospection(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkLookupForIntrospectionParallel: introspection lookups from 32
+// goroutines at once, as a loaded server makes them: they share
+// statements (statements/op below one).
+func BenchmarkLookupForIntrospectionParallel(b *testing.B) {
+	e := newUnitEnvB(b)
+	e.startCacheB(b)
+	e.must(e.store.CreateAccessTokenSession(e.ctx, "access-1", e.request("grant-1")))
+	before := storage.Statements(e.pool)
+	b.SetParallelism(32 / max(runtime.GOMAXPROCS(0), 1))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			v, err := e.store.LookupForIntrospection(withReads(e), "access-1", "access-1", true)
+			if err != nil || v == nil {
+				b.Errorf("lookup: %v, %v", v, err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(storage.Statements(e.pool)-before)/float64(max(b.N, 1)), "statements/op")
+}
+
+// BenchmarkCreateAccessTokenParallel: client_credentials' one write, from
+// 32 goroutines at once, each due within the request deadline a server
+// would give it: concurrent inserts share a statement and a commit.
+func BenchmarkCreateAccessTokenParallel(b *testing.B) {
+	e := newUnitEnvB(b)
+	req := e.request("grant")
+	var n atomic.Int64
+	before := storage.Statements(e.pool)
+	b.SetParallelism(32 / max(runtime.GOMAXPROCS(0), 1))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+			err := e.store.CreateAccessTokenSession(ctx, "cc-"+strconv.FormatInt(n.Add(1), 10), req)
+			cancel()
+			if err != nil {
+				b.Errorf("insert: %v", err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(storage.Statements(e.pool)-before)/float64(max(b.N, 1)), "statements/op")
 }
 
 // BenchmarkExchangeUnit: a code exchange's storage work, as in

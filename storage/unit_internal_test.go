@@ -3,6 +3,7 @@ package storage
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestCombineRenumbers: writes combined into one statement keep their own
@@ -32,5 +33,37 @@ func TestCombineRenumbers(t *testing.T) {
 		if sql != want {
 			t.Errorf("round %d: %s\nwant %s", round, sql, want)
 		}
+	}
+}
+
+// TestInsertStatement: inserts batched together make one multi-row
+// INSERT per table, each row with its own parameters, and the commit is
+// bounded by the earliest deadline among them.
+func TestInsertStatement(t *testing.T) {
+	ins := func(table string, args ...any) *write {
+		row := `($1, $2::jsonb)`
+		return &write{table: requestTable(table), insert: true, args: args, row: row,
+			sql: `INSERT INTO ` + table + ` (a, b) VALUES ` + row}
+	}
+	now := time.Now()
+	calls := []insertCall{
+		{ins("access_tokens", 1, 2), now.Add(time.Hour)},
+		{ins("refresh_tokens", 3, 4), now.Add(10 * time.Minute)},
+		{ins("access_tokens", 5, 6), time.Time{}},
+		{ins("access_tokens", 7, 8), now.Add(2 * time.Hour)},
+	}
+	sql, args := insertStatement(calls)
+	want := `WITH w0 AS (INSERT INTO access_tokens (a, b) VALUES ($1, $2::jsonb), ($3, $4::jsonb), ($5, $6::jsonb)), ` +
+		`w1 AS (INSERT INTO refresh_tokens (a, b) VALUES ($7, $8::jsonb)) ` +
+		`SELECT set_config('authz.commit_by', (clock_timestamp() + $9 * interval '1 microsecond')::text, true)`
+	if sql != want {
+		t.Errorf("statement:\n%s\nwant\n%s", sql, want)
+	}
+	if !slices.Equal(args[:8], []any{1, 2, 5, 6, 7, 8, 3, 4}) {
+		t.Errorf("args %v", args[:8])
+	}
+	commitBy := time.Duration(args[8].(int64)) * time.Microsecond
+	if limit := 10*time.Minute - commitMargin; commitBy > limit || commitBy < limit-time.Minute {
+		t.Errorf("commit bounded %v from now, want the earliest deadline's %v", commitBy, limit)
 	}
 }

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -277,5 +278,70 @@ func TestNestedRollbackForgetsWhatItLearnt(t *testing.T) {
 	e.must(e.store.Commit(ctx))
 	if _, err := e.store.GetAuthorizeCodeSession(e.ctx, "code-sig", openid.NewDefaultSession()); !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		t.Errorf("after commit the code reads %v, want it spent", err)
+	}
+}
+
+// TestInsertBatch: inserts batched outside a transaction are one
+// statement, each row with its own values. A row the database refuses
+// (its client is gone, its signature taken) fails alone: the others are
+// written and answered as such.
+func TestInsertBatch(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	var reqs []fosite.Requester
+	for i := range 3 {
+		r := e.request(fmt.Sprintf("grant-%d", i))
+		r.Session.(*openid.DefaultSession).Subject = fmt.Sprintf("user-%d", i)
+		r.GrantedScope = fosite.Arguments{fmt.Sprintf("scope-%d", i)}
+		reqs = append(reqs, r)
+	}
+	var errs []error
+	if n := e.statements(func() {
+		var err error
+		errs, err = e.store.InsertBatchForTest(e.ctx, []string{"sig-0", "sig-1", "sig-2"}, reqs)
+		e.must(err)
+	}); n != 1 {
+		t.Errorf("a batch of three: %d statements, want 1", n)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("row %d: %v", i, err)
+		}
+	}
+	check := func(sig string, i int) {
+		t.Helper()
+		r, err := e.store.GetAccessTokenSession(e.ctx, sig, openid.NewDefaultSession())
+		if err != nil {
+			t.Errorf("%s: %v", sig, err)
+			return
+		}
+		if r.GetID() != fmt.Sprintf("grant-%d", i) || r.GetSession().GetSubject() != fmt.Sprintf("user-%d", i) ||
+			len(r.GetGrantedScopes()) != 1 || r.GetGrantedScopes()[0] != fmt.Sprintf("scope-%d", i) {
+			t.Errorf("%s: grant %q, subject %q, scopes %v; want row %d's", sig, r.GetID(), r.GetSession().GetSubject(), r.GetGrantedScopes(), i)
+		}
+	}
+	for i := range 3 {
+		check(fmt.Sprintf("sig-%d", i), i)
+	}
+
+	ghost := e.request("grant-ghost")
+	ghost.Client = &storage.Client{ID: "deleted-meanwhile"}
+	errs, err := e.store.InsertBatchForTest(e.ctx, []string{"sig-3", "sig-ghost", "sig-4", "sig-0"},
+		[]fosite.Requester{reqs[0], ghost, reqs[1], reqs[2]})
+	e.must(err)
+	if errs[0] != nil || errs[2] != nil {
+		t.Errorf("good rows beside refused ones: %v, %v", errs[0], errs[2])
+	}
+	if errs[1] == nil || storage.Unavailable(errs[1]) {
+		t.Errorf("a row whose client is gone: %v, want its own refusal", errs[1])
+	}
+	if errs[3] == nil || storage.Unavailable(errs[3]) {
+		t.Errorf("a row whose signature is taken: %v, want its own refusal", errs[3])
+	}
+	check("sig-3", 0)
+	check("sig-4", 1)
+	check("sig-0", 0) // the first row under that signature is untouched
+	if n := e.count(`access_tokens WHERE signature = 'sig-ghost'`); n != 0 {
+		t.Errorf("the refused row was written")
 	}
 }

@@ -230,7 +230,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 const tableNotes = `
 req/s: successful requests per second. p50, p99: latency the client saw. errors: requests that failed.
-SQL/op: statements the server's pool ran per request (a BEGIN with its settings counts one).
+SQL/op: statements the server's pool ran per request (a BEGIN with its settings counts one); below one
+  where concurrent requests share statements (introspection, client_credentials).
 CPU µs/req: CPU time of the benchmark process per request: the server alone, as the load generator
   runs in a child process; pg µs/req: CPU time of all PostgreSQL processes per request.
 RSS MB: the server process's resident memory, highest sample during the run.
