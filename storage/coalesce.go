@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,7 @@ func newCoalescer[In, Out any](maxInFlight, maxBatch int, stuckAfter time.Durati
 
 // do returns in's result: what its batch's run gave for it, or the
 // batch's error. A caller whose ctx ends first gets ctx's error and its
-// lookup is dropped if it has not started.
+// call is dropped if its batch has not started.
 func (c *coalescer[In, Out]) do(ctx context.Context, in In) (Out, error) {
 	cl := &call[In, Out]{in: in, ctx: ctx, done: make(chan struct{})}
 	cl.deadline, _ = ctx.Deadline()
@@ -83,6 +84,11 @@ func (c *coalescer[In, Out]) do(ctx context.Context, in In) (Out, error) {
 	case <-cl.done:
 		return cl.out, cl.err
 	case <-ctx.Done():
+		select {
+		case <-cl.done: // both: the result is the truth
+			return cl.out, cl.err
+		default:
+		}
 		cl.gone.Store(true)
 		var zero Out
 		return zero, ctx.Err()
@@ -186,7 +192,7 @@ func (c *coalescer[In, Out]) execute(batch []*call[In, Out]) {
 func (c *coalescer[In, Out]) runSafely(ctx context.Context, in []In) (out []Out, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			out, err = nil, fmt.Errorf("storage: a batched lookup panicked: %v", p)
+			out, err = nil, fmt.Errorf("storage: a batched lookup panicked: %v\n%s", p, debug.Stack())
 		}
 	}()
 	out, err = c.run(ctx, in)

@@ -47,16 +47,38 @@ func (s *Store) IntrospectBatchForTest(ctx context.Context, signatures []string,
 }
 
 // InsertBatchForTest inserts the access token rows of reqs, under sigs,
-// as one batch of inserts run outside a transaction, each due within a
-// minute.
-func (s *Store) InsertBatchForTest(ctx context.Context, sigs []string, reqs []fosite.Requester) ([]error, error) {
+// as one batch of inserts run outside a transaction, each under its own
+// context.
+func (s *Store) InsertBatchForTest(ctxs []context.Context, sigs []string, reqs []fosite.Requester) ([]error, error) {
 	calls := make([]insertCall, len(sigs))
 	for i := range sigs {
-		w, err := requestInsert(ctx, accessTable, sigs[i], reqs[i], "", nil)
+		w, err := requestInsert(ctxs[i], accessTable, sigs[i], reqs[i], "", nil)
 		if err != nil {
 			return nil, err
 		}
-		calls[i] = insertCall{w: w, deadline: time.Now().Add(time.Minute)}
+		calls[i] = insertCall{w: w, ctx: ctxs[i]}
 	}
-	return s.insertRows(ctx, calls)
+	return s.insertRows(context.Background(), calls)
+}
+
+// SetInsertStuckForTest sets how long an insert batch runs before
+// another may start beside it.
+func (s *Store) SetInsertStuckForTest(d time.Duration) {
+	for _, c := range s.inserts {
+		c.mu.Lock()
+		c.stuckAfter = d
+		c.mu.Unlock()
+	}
+}
+
+// InsertsForTest says how many insert calls wait and how many insert
+// batches run.
+func (s *Store) InsertsForTest() (pending, running int) {
+	for _, c := range s.inserts {
+		c.mu.Lock()
+		pending += len(c.pending)
+		running += c.running
+		c.mu.Unlock()
+	}
+	return pending, running
 }

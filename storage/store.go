@@ -37,7 +37,7 @@ type Store struct {
 	// introspections batches concurrent introspection lookups.
 	introspections *coalescer[introspectKey, introspectRow]
 	// inserts batches concurrent inserts run outside a transaction.
-	inserts *coalescer[insertCall, error]
+	inserts [insertShards]*coalescer[insertCall, error]
 }
 
 // Option configures a Store.
@@ -50,7 +50,9 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{pool: pool, now: time.Now, clients: newClientCache(), resolvers: make(chan struct{}, maxResolvers)}
 	s.introspections = newCoalescer(introspectInFlight, introspectBatch, introspectStuck, s.lookupTokens)
-	s.inserts = newCoalescer(insertInFlight, insertBatch, insertStuck, s.insertRows)
+	for i := range s.inserts {
+		s.inserts[i] = newCoalescer(insertInFlight, insertBatch, insertStuck, s.insertRows)
+	}
 	for _, o := range opts {
 		o(s)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"regexp"
 	"slices"
 	"strconv"
@@ -120,14 +121,28 @@ func (s *Store) deferWrite(ctx context.Context, w *write) error {
 }
 
 // writeNow runs w as a transaction of its own that commits only before
-// deadline (less commitMargin), if there is one.
+// deadline (less commitMargin), if there is one. Within that margin of
+// its deadline it is not sent: it could not commit in time.
 func (s *Store) writeNow(ctx context.Context, w *write, deadline time.Time) error {
+	if tooLate(deadline) {
+		return errTooLate
+	}
 	sql, args := w.sql, w.args
 	if tail := commitByTail(deadline); tail != nil {
 		sql, args = combine([]*write{w}, tail)
 	}
 	_, err := autocommit{s.pool}.Exec(ctx, sql, args...)
 	return err
+}
+
+// errTooLate refuses a write whose request's deadline is too near for its
+// commit to be acknowledged before it.
+var errTooLate = fmt.Errorf("%w: too close to the request's deadline to commit", context.DeadlineExceeded)
+
+// tooLate reports whether a commit due by deadline (zero: none) can no
+// longer be acknowledged before it.
+func tooLate(deadline time.Time) bool {
+	return !deadline.IsZero() && time.Until(deadline) <= commitMargin
 }
 
 func deadlineOf(ctx context.Context) time.Time {
@@ -146,11 +161,11 @@ func commitByTail(deadline time.Time) *write {
 		args: []any{commitBy.Microseconds()}}
 }
 
-// insertCall is one row to insert outside a transaction, and when the
-// request that asked for it gives up.
+// insertCall is one row to insert outside a transaction, with the
+// context of the request that asked for it.
 type insertCall struct {
-	w        *write
-	deadline time.Time
+	w   *write
+	ctx context.Context
 }
 
 // insertStatement makes one statement of calls' inserts: one multi-row
@@ -164,8 +179,8 @@ func insertStatement(calls []insertCall) (string, []any) {
 		rows     = map[string]*write{}
 	)
 	for _, c := range calls {
-		if !c.deadline.IsZero() && (earliest.IsZero() || c.deadline.Before(earliest)) {
-			earliest = c.deadline
+		if d := deadlineOf(c.ctx); !d.IsZero() && (earliest.IsZero() || d.Before(earliest)) {
+			earliest = d
 		}
 		head := strings.TrimSuffix(c.w.sql, c.w.row)
 		m := rows[head]
@@ -193,16 +208,30 @@ func insertStatement(calls []insertCall) (string, []any) {
 // four (251-280 unbatched), and the rate highest with one, at 8
 // concurrent grants too. A commit held up for 25 ms (a slow disk, a
 // stall) lets another batch start beside it.
+//
+// Grants are batched apart by client, in insertShards groups: a batch
+// waits for the client rows its foreign keys lock, and a client being
+// deleted (its row locked while the cascade deletes its tokens) then
+// holds up the grants of the clients that share its group, not of all.
 const (
 	insertInFlight = 1
 	insertBatch    = 64
 	insertStuck    = 25 * time.Millisecond
+	insertShards   = 16
 )
 
 // insertNow inserts w's row in a transaction of its own, or in one shared
 // with the inserts of concurrent requests (insertRows).
 func (s *Store) insertNow(ctx context.Context, w *write) error {
-	err, cerr := s.inserts.do(ctx, insertCall{w: w, deadline: deadlineOf(ctx)})
+	shard := 0
+	if len(w.args) > 3 {
+		if client, ok := w.args[3].(string); ok { // requestInsert's client_id
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(client))
+			shard = int(h.Sum32() % insertShards)
+		}
+	}
+	err, cerr := s.inserts[shard].do(ctx, insertCall{w: w, ctx: ctx})
 	if cerr != nil {
 		recordFault(ctx, cerr)
 		return cerr
@@ -214,26 +243,65 @@ func (s *Store) insertNow(ctx context.Context, w *write) error {
 }
 
 // insertRows runs a batch of inserts: one statement and one commit for
-// all, which commits only before the earliest of their requests'
-// deadlines. A statement refused for what one row holds (a unique or
-// foreign key violation: a client deleted meanwhile) fails no other row:
-// each is then inserted alone, for its own answer. A database failure is
+// all. A call whose request has given up, or whose deadline is too near
+// to commit by, is left out and refused. The statement is cancelled, and
+// its commit refused (migration 006), at the earliest deadline of the
+// rest: no row commits after its request has been answered that nothing
+// was done. (A request whose client hangs up once the statement is under
+// way can still have its row committed: one token that nobody was given,
+// as when any commit's answer is lost.) A statement refused for what one
+// row holds (a unique or foreign key violation: a client deleted
+// meanwhile) fails no other row: each is then inserted alone, under its
+// own request's context, for its own answer. A database failure is
 // everyone's.
 func (s *Store) insertRows(ctx context.Context, calls []insertCall) ([]error, error) {
 	if len(calls) == 1 {
-		return []error{s.writeNow(ctx, calls[0].w, calls[0].deadline)}, nil
+		c := calls[0]
+		return []error{s.writeNow(c.ctx, c.w, deadlineOf(c.ctx))}, nil
 	}
-	sql, args := insertStatement(calls)
-	_, err := autocommit{s.pool}.Exec(ctx, sql, args...)
 	errs := make([]error, len(calls))
+	var (
+		live     []insertCall
+		at       []int
+		earliest time.Time
+	)
+	for i, c := range calls {
+		d := deadlineOf(c.ctx)
+		switch {
+		case c.ctx.Err() != nil:
+			errs[i] = c.ctx.Err()
+		case tooLate(d):
+			errs[i] = errTooLate
+		default:
+			live = append(live, c)
+			at = append(at, i)
+			if !d.IsZero() && (earliest.IsZero() || d.Before(earliest)) {
+				earliest = d
+			}
+		}
+	}
+	if len(live) == 0 {
+		return errs, nil
+	}
+	if !earliest.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, earliest)
+		defer cancel()
+	}
+	sql, args := insertStatement(live)
+	_, err := autocommit{s.pool}.Exec(ctx, sql, args...)
 	if err == nil {
 		return errs, nil
 	}
 	if Unavailable(err) {
 		return nil, err
 	}
-	for i, c := range calls {
-		errs[i] = s.writeNow(ctx, c.w, c.deadline)
+	for j, c := range live {
+		if err := c.ctx.Err(); err != nil {
+			errs[at[j]] = err
+			continue
+		}
+		errs[at[j]] = s.writeNow(c.ctx, c.w, deadlineOf(c.ctx))
 	}
 	return errs, nil
 }

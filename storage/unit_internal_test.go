@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -46,11 +47,16 @@ func TestInsertStatement(t *testing.T) {
 			sql: `INSERT INTO ` + table + ` (a, b) VALUES ` + row}
 	}
 	now := time.Now()
+	due := func(d time.Duration) context.Context {
+		ctx, cancel := context.WithDeadline(context.Background(), now.Add(d))
+		t.Cleanup(cancel)
+		return ctx
+	}
 	calls := []insertCall{
-		{ins("access_tokens", 1, 2), now.Add(time.Hour)},
-		{ins("refresh_tokens", 3, 4), now.Add(10 * time.Minute)},
-		{ins("access_tokens", 5, 6), time.Time{}},
-		{ins("access_tokens", 7, 8), now.Add(2 * time.Hour)},
+		{ins("access_tokens", 1, 2), due(time.Hour)},
+		{ins("refresh_tokens", 3, 4), due(10 * time.Minute)},
+		{ins("access_tokens", 5, 6), context.Background()},
+		{ins("access_tokens", 7, 8), due(2 * time.Hour)},
 	}
 	sql, args := insertStatement(calls)
 	want := `WITH w0 AS (INSERT INTO access_tokens (a, b) VALUES ($1, $2::jsonb), ($3, $4::jsonb), ($5, $6::jsonb)), ` +

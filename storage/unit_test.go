@@ -284,10 +284,23 @@ func TestNestedRollbackForgetsWhatItLearnt(t *testing.T) {
 // TestInsertBatch: inserts batched outside a transaction are one
 // statement, each row with its own values. A row the database refuses
 // (its client is gone, its signature taken) fails alone: the others are
-// written and answered as such.
+// written and answered as such. A request that has given up, or whose
+// deadline is too near to commit by, is refused and its row not written.
 func TestInsertBatch(t *testing.T) {
 	t.Parallel()
 	e := newUnitEnv(t)
+	within := func(d time.Duration) context.Context {
+		ctx, cancel := context.WithTimeout(e.ctx, d)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	minute := func(n int) []context.Context {
+		ctxs := make([]context.Context, n)
+		for i := range ctxs {
+			ctxs[i] = within(time.Minute)
+		}
+		return ctxs
+	}
 	var reqs []fosite.Requester
 	for i := range 3 {
 		r := e.request(fmt.Sprintf("grant-%d", i))
@@ -298,7 +311,7 @@ func TestInsertBatch(t *testing.T) {
 	var errs []error
 	if n := e.statements(func() {
 		var err error
-		errs, err = e.store.InsertBatchForTest(e.ctx, []string{"sig-0", "sig-1", "sig-2"}, reqs)
+		errs, err = e.store.InsertBatchForTest(minute(3), []string{"sig-0", "sig-1", "sig-2"}, reqs)
 		e.must(err)
 	}); n != 1 {
 		t.Errorf("a batch of three: %d statements, want 1", n)
@@ -323,10 +336,16 @@ func TestInsertBatch(t *testing.T) {
 	for i := range 3 {
 		check(fmt.Sprintf("sig-%d", i), i)
 	}
+	absent := func(sig string) {
+		t.Helper()
+		if n := e.count(`access_tokens WHERE signature = $1`, sig); n != 0 {
+			t.Errorf("%s: refused, yet written", sig)
+		}
+	}
 
 	ghost := e.request("grant-ghost")
 	ghost.Client = &storage.Client{ID: "deleted-meanwhile"}
-	errs, err := e.store.InsertBatchForTest(e.ctx, []string{"sig-3", "sig-ghost", "sig-4", "sig-0"},
+	errs, err := e.store.InsertBatchForTest(minute(4), []string{"sig-3", "sig-ghost", "sig-4", "sig-0"},
 		[]fosite.Requester{reqs[0], ghost, reqs[1], reqs[2]})
 	e.must(err)
 	if errs[0] != nil || errs[2] != nil {
@@ -341,7 +360,120 @@ func TestInsertBatch(t *testing.T) {
 	check("sig-3", 0)
 	check("sig-4", 1)
 	check("sig-0", 0) // the first row under that signature is untouched
-	if n := e.count(`access_tokens WHERE signature = 'sig-ghost'`); n != 0 {
-		t.Errorf("the refused row was written")
+	absent("sig-ghost")
+
+	// Gone, or due too soon to commit in time: refused, not written.
+	gone, cancel := context.WithCancel(e.ctx)
+	cancel()
+	errs, err = e.store.InsertBatchForTest([]context.Context{within(time.Minute), gone, within(time.Millisecond)},
+		[]string{"sig-5", "sig-gone", "sig-late"}, reqs)
+	e.must(err)
+	if errs[0] != nil {
+		t.Errorf("a live row beside refused ones: %v", errs[0])
+	}
+	for i, sig := range []string{"sig-gone", "sig-late"} {
+		if !storage.Unavailable(errs[i+1]) {
+			t.Errorf("%s: %v, want unavailable", sig, errs[i+1])
+		}
+		absent(sig)
+	}
+	check("sig-5", 0)
+}
+
+// TestInsertBatchDeadline: a batch held up (here by an index being built)
+// past the earliest deadline among its requests is cancelled: that
+// request answers that nothing was done, and indeed nothing is, for it
+// or for the others in its statement, who are told the same.
+func TestInsertBatchDeadline(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	lock, err := e.pool.Begin(e.ctx)
+	e.must(err)
+	defer lock.Rollback(e.ctx)
+	// As a migration's CREATE INDEX does: inserts wait for the table
+	// before the statement starts running.
+	_, err = lock.Exec(e.ctx, `CREATE INDEX held_up ON access_tokens (request_id)`)
+	e.must(err)
+	near, cancel := context.WithTimeout(e.ctx, 700*time.Millisecond)
+	defer cancel()
+	far, cancel2 := context.WithTimeout(e.ctx, time.Minute)
+	defer cancel2()
+	errs, err := e.store.InsertBatchForTest([]context.Context{far, near}, []string{"sig-far", "sig-near"},
+		[]fosite.Requester{e.request("far"), e.request("near")})
+	if err == nil {
+		t.Fatalf("a batch held past its earliest deadline answered %v", errs)
+	}
+	if !storage.Unavailable(err) {
+		t.Errorf("held past its deadline: %v, want unavailable", err)
+	}
+	e.must(lock.Rollback(e.ctx))
+	// Once the lock is gone, nothing of the batch may commit.
+	if n := e.count(`access_tokens WHERE signature IN ('sig-far', 'sig-near')`); n != 0 {
+		t.Errorf("%d rows of a cancelled batch were written", n)
+	}
+}
+
+// TestInsertBatchAnsweredNothingDone: a request told that its token was
+// not issued (its deadline passed while its batch waited for the table,
+// locked by an index being built) has no row written, even when the lock
+// goes before the deadlines of the others in its batch: the batch is
+// cancelled at the earliest deadline.
+func TestInsertBatchAnsweredNothingDone(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	e.store.SetInsertStuckForTest(time.Hour)
+	lock, err := e.pool.Begin(e.ctx)
+	e.must(err)
+	defer lock.Rollback(e.ctx)
+	// As a migration's CREATE INDEX does: inserts wait for the table
+	// before the statement starts running.
+	_, err = lock.Exec(e.ctx, `CREATE INDEX held_up ON access_tokens (request_id)`)
+	e.must(err)
+
+	waitFor := func(what string, ok func(pending, running int) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if p, r := e.store.InsertsForTest(); ok(p, r) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("never: %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	grant := func(sig string, timeout time.Duration) chan error {
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(e.ctx, timeout)
+			defer cancel()
+			done <- e.store.CreateAccessTokenSession(ctx, sig, e.request("grant-"+sig))
+		}()
+		return done
+	}
+	// A first grant runs alone and waits on the lock until its deadline;
+	// two more wait for it, and then go together, and wait on the lock.
+	first := grant("sig-first", 500*time.Millisecond)
+	waitFor("the first batch running", func(p, r int) bool { return r == 1 && p == 0 })
+	near := grant("sig-near", 1500*time.Millisecond)
+	far := grant("sig-far", time.Minute)
+	waitFor("two grants waiting", func(p, r int) bool { return p == 2 })
+	for name, ch := range map[string]chan error{"first": first, "near": near} {
+		if err := <-ch; !storage.Unavailable(err) {
+			t.Errorf("%s, past its deadline: %v, want unavailable", name, err)
+		}
+	}
+	e.must(lock.Rollback(e.ctx)) // before far's deadline
+	farErr := <-far
+	waitFor("no batch running", func(p, r int) bool { return r == 0 })
+	for sig, answered := range map[string]error{"sig-near": errors.New("refused"), "sig-far": farErr} {
+		n := e.count(`access_tokens WHERE signature = $1`, sig)
+		if answered != nil && n != 0 {
+			t.Errorf("%s: answered %v, yet its row was written", sig, answered)
+		}
+		if answered == nil && n != 1 {
+			t.Errorf("%s: answered success, yet no row", sig)
+		}
 	}
 }
