@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"hash/fnv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,17 +49,31 @@ func (s *Store) IntrospectBatchForTest(ctx context.Context, signatures []string,
 
 // InsertBatchForTest inserts the access token rows of reqs, under sigs,
 // as one batch of inserts run outside a transaction, each under its own
-// context.
+// context, and answers each as insertNow would.
 func (s *Store) InsertBatchForTest(ctxs []context.Context, sigs []string, reqs []fosite.Requester) ([]error, error) {
 	calls := make([]insertCall, len(sigs))
+	var latest time.Time
 	for i := range sigs {
 		w, err := requestInsert(ctxs[i], accessTable, sigs[i], reqs[i], "", nil)
 		if err != nil {
 			return nil, err
 		}
 		calls[i] = insertCall{w: w, ctx: ctxs[i]}
+		if d, ok := ctxs[i].Deadline(); ok && d.After(latest) {
+			latest = d
+		}
 	}
-	return s.insertRows(context.Background(), calls)
+	// As the coalescer runs a batch: under its latest deadline.
+	ctx, cancel := context.WithDeadline(context.Background(), latest)
+	defer cancel()
+	errs, err := s.insertRows(ctx, calls)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range calls {
+		errs[i] = s.insertOutcome(c.ctx, c.w, errs[i])
+	}
+	return errs, nil
 }
 
 // SetInsertStuckForTest sets how long an insert batch runs before
@@ -81,4 +96,15 @@ func (s *Store) InsertsForTest() (pending, running int) {
 		c.mu.Unlock()
 	}
 	return pending, running
+}
+
+// SameInsertGroupForTest reports whether grants of clients a and b are
+// batched in the same group.
+func SameInsertGroupForTest(a, b string) bool {
+	group := func(id string) uint32 {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(id))
+		return h.Sum32() % insertShards
+	}
+	return group(a) == group(b)
 }

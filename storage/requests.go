@@ -110,7 +110,7 @@ func requestInsert(ctx context.Context, table requestTable, signature string, r 
 	}
 	row := `(` + vals + `)`
 	return &write{
-		table: table, insert: true, args: args, row: row,
+		table: table, insert: true, args: args, row: row, batchKey: r.GetClient().GetID(),
 		sql: `INSERT INTO ` + string(table) + ` (` + cols + `) VALUES ` + row,
 	}, nil
 }

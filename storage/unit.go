@@ -95,6 +95,9 @@ type write struct {
 	// VALUES list: inserts that differ only there make one statement
 	// of many rows (insertRows).
 	row string
+	// batchKey groups inserts run outside a transaction (insertNow):
+	// the row's client.
+	batchKey string
 }
 
 func scopeOf(ctx context.Context) *scope {
@@ -213,6 +216,8 @@ func insertStatement(calls []insertCall) (string, []any) {
 // waits for the client rows its foreign keys lock, and a client being
 // deleted (its row locked while the cascade deletes its tokens) then
 // holds up the grants of the clients that share its group, not of all.
+// The figures above are of one busy client; grants spread over many
+// clients make up to insertShards batches in flight, each smaller.
 const (
 	insertInFlight = 1
 	insertBatch    = 64
@@ -224,21 +229,33 @@ const (
 // with the inserts of concurrent requests (insertRows).
 func (s *Store) insertNow(ctx context.Context, w *write) error {
 	shard := 0
-	if len(w.args) > 3 {
-		if client, ok := w.args[3].(string); ok { // requestInsert's client_id
-			h := fnv.New32a()
-			_, _ = h.Write([]byte(client))
-			shard = int(h.Sum32() % insertShards)
-		}
+	if w.batchKey != "" {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(w.batchKey))
+		shard = int(h.Sum32() % insertShards)
 	}
 	err, cerr := s.inserts[shard].do(ctx, insertCall{w: w, ctx: ctx})
 	if cerr != nil {
-		recordFault(ctx, cerr)
-		return cerr
+		err = cerr
 	}
-	if err != nil {
-		recordFault(ctx, err)
+	return s.insertOutcome(ctx, w, err)
+}
+
+// errInsertAlone is a batch's answer to each of its rows when the
+// database refused the statement for what some row holds: each request
+// then inserts its own row alone.
+var errInsertAlone = errors.New("storage: insert the row alone")
+
+// insertOutcome is what a batched insert answers its request: the batch's
+// result, or that of inserting the row alone when the batch was refused
+// for some row. The row is retried by its own request, under its own
+// context, so no request waits for others' retries, and each answer is
+// given as soon as it is known.
+func (s *Store) insertOutcome(ctx context.Context, w *write, err error) error {
+	if errors.Is(err, errInsertAlone) {
+		err = s.writeNow(ctx, w, deadlineOf(ctx))
 	}
+	recordFault(ctx, err)
 	return err
 }
 
@@ -251,8 +268,8 @@ func (s *Store) insertNow(ctx context.Context, w *write) error {
 // way can still have its row committed: one token that nobody was given,
 // as when any commit's answer is lost.) A statement refused for what one
 // row holds (a unique or foreign key violation: a client deleted
-// meanwhile) fails no other row: each is then inserted alone, under its
-// own request's context, for its own answer. A database failure is
+// meanwhile) fails no other row: each is then inserted alone by its own
+// request (insertOutcome), for its own answer. A database failure is
 // everyone's.
 func (s *Store) insertRows(ctx context.Context, calls []insertCall) ([]error, error) {
 	if len(calls) == 1 {
@@ -296,12 +313,8 @@ func (s *Store) insertRows(ctx context.Context, calls []insertCall) ([]error, er
 	if Unavailable(err) {
 		return nil, err
 	}
-	for j, c := range live {
-		if err := c.ctx.Err(); err != nil {
-			errs[at[j]] = err
-			continue
-		}
-		errs[at[j]] = s.writeNow(c.ctx, c.w, deadlineOf(c.ctx))
+	for _, i := range at {
+		errs[i] = errInsertAlone
 	}
 	return errs, nil
 }

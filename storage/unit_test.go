@@ -380,39 +380,6 @@ func TestInsertBatch(t *testing.T) {
 	check("sig-5", 0)
 }
 
-// TestInsertBatchDeadline: a batch held up (here by an index being built)
-// past the earliest deadline among its requests is cancelled: that
-// request answers that nothing was done, and indeed nothing is, for it
-// or for the others in its statement, who are told the same.
-func TestInsertBatchDeadline(t *testing.T) {
-	t.Parallel()
-	e := newUnitEnv(t)
-	lock, err := e.pool.Begin(e.ctx)
-	e.must(err)
-	defer lock.Rollback(e.ctx)
-	// As a migration's CREATE INDEX does: inserts wait for the table
-	// before the statement starts running.
-	_, err = lock.Exec(e.ctx, `CREATE INDEX held_up ON access_tokens (request_id)`)
-	e.must(err)
-	near, cancel := context.WithTimeout(e.ctx, 700*time.Millisecond)
-	defer cancel()
-	far, cancel2 := context.WithTimeout(e.ctx, time.Minute)
-	defer cancel2()
-	errs, err := e.store.InsertBatchForTest([]context.Context{far, near}, []string{"sig-far", "sig-near"},
-		[]fosite.Requester{e.request("far"), e.request("near")})
-	if err == nil {
-		t.Fatalf("a batch held past its earliest deadline answered %v", errs)
-	}
-	if !storage.Unavailable(err) {
-		t.Errorf("held past its deadline: %v, want unavailable", err)
-	}
-	e.must(lock.Rollback(e.ctx))
-	// Once the lock is gone, nothing of the batch may commit.
-	if n := e.count(`access_tokens WHERE signature IN ('sig-far', 'sig-near')`); n != 0 {
-		t.Errorf("%d rows of a cancelled batch were written", n)
-	}
-}
-
 // TestInsertBatchAnsweredNothingDone: a request told that its token was
 // not issued (its deadline passed while its batch waited for the table,
 // locked by an index being built) has no row written, even when the lock
@@ -475,5 +442,85 @@ func TestInsertBatchAnsweredNothingDone(t *testing.T) {
 		if answered == nil && n != 1 {
 			t.Errorf("%s: answered success, yet no row", sig)
 		}
+	}
+}
+
+// TestInsertBatchRetriesAlone: when the database refuses a batch for one
+// row (its client is gone), each request inserts its own row alone, and
+// is answered as soon as that is done: not held up by another's retry
+// that waits on a lock (here a client being deleted).
+func TestInsertBatchRetriesAlone(t *testing.T) {
+	t.Parallel()
+	e := newUnitEnv(t)
+	e.store.SetInsertStuckForTest(time.Hour)
+	group := func(prefix string) *storage.Client {
+		for i := 0; ; i++ {
+			if id := fmt.Sprintf("%s-%d", prefix, i); storage.SameInsertGroupForTest(id, e.client.ID) {
+				c := *e.client
+				c.ID = id
+				return &c
+			}
+		}
+	}
+	leaving, ghost := group("leaving"), group("ghost")
+	e.must(e.store.CreateClient(e.ctx, leaving))
+	del, err := e.pool.Begin(e.ctx)
+	e.must(err)
+	defer del.Rollback(e.ctx)
+	_, err = del.Exec(e.ctx, `DELETE FROM clients WHERE id = $1`, leaving.ID)
+	e.must(err)
+
+	grant := func(sig string, client *storage.Client, timeout time.Duration) chan error {
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(e.ctx, timeout)
+			defer cancel()
+			r := e.request("grant-" + sig)
+			r.Client = client
+			done <- e.store.CreateAccessTokenSession(ctx, sig, r)
+		}()
+		return done
+	}
+	waitPending := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for p, r := e.store.InsertsForTest(); p != n || r != 1; p, r = e.store.InsertsForTest() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d grants waiting and %d batches running, want %d and 1", p, r, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The first grant waits on the deleted client's row until its
+	// deadline; three more queue behind it, in order, and then go
+	// together: the ghost's row fails the statement at once.
+	first := grant("sig-first", leaving, 500*time.Millisecond)
+	waitPending(0)
+	ghostDone := grant("sig-ghost", ghost, time.Minute)
+	waitPending(1)
+	leavingDone := grant("sig-leaving", leaving, time.Minute)
+	waitPending(2)
+	goodDone := grant("sig-good", e.client, time.Minute)
+	waitPending(3)
+	if err := <-first; !storage.Unavailable(err) {
+		t.Errorf("the first grant, past its deadline: %v", err)
+	}
+	select {
+	case err := <-goodDone:
+		if err != nil {
+			t.Errorf("a grant of a healthy client: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a grant of a healthy client was held up by another's retry")
+	}
+	if err := <-ghostDone; err == nil || storage.Unavailable(err) {
+		t.Errorf("a grant of a client that does not exist: %v, want its own refusal", err)
+	}
+	e.must(del.Rollback(e.ctx)) // the client stays after all
+	if err := <-leavingDone; err != nil {
+		t.Errorf("the grant that waited on the client's row: %v", err)
+	}
+	if n := e.count(`access_tokens WHERE signature IN ('sig-good', 'sig-leaving')`); n != 2 {
+		t.Errorf("%d of the two granted rows written", n)
 	}
 }
