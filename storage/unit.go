@@ -177,14 +177,10 @@ type insertCall struct {
 // calls' deadlines.
 func insertStatement(calls []insertCall) (string, []any) {
 	var (
-		earliest time.Time
-		heads    []string
-		rows     = map[string]*write{}
+		heads []string
+		rows  = map[string]*write{}
 	)
 	for _, c := range calls {
-		if d := deadlineOf(c.ctx); !d.IsZero() && (earliest.IsZero() || d.Before(earliest)) {
-			earliest = d
-		}
 		head := strings.TrimSuffix(c.w.sql, c.w.row)
 		m := rows[head]
 		if m == nil {
@@ -200,7 +196,19 @@ func insertStatement(calls []insertCall) (string, []any) {
 	for i, h := range heads {
 		ws[i] = rows[h]
 	}
-	return combine(ws, commitByTail(earliest))
+	return combine(ws, commitByTail(earliestDeadline(calls)))
+}
+
+// earliestDeadline is the earliest of calls' deadlines; zero if none has
+// one.
+func earliestDeadline(calls []insertCall) time.Time {
+	var earliest time.Time
+	for _, c := range calls {
+		if d := deadlineOf(c.ctx); !d.IsZero() && (earliest.IsZero() || d.Before(earliest)) {
+			earliest = d
+		}
+	}
+	return earliest
 }
 
 // How inserts run outside a transaction are batched (coalescer): issuing
@@ -278,29 +286,24 @@ func (s *Store) insertRows(ctx context.Context, calls []insertCall) ([]error, er
 	}
 	errs := make([]error, len(calls))
 	var (
-		live     []insertCall
-		at       []int
-		earliest time.Time
+		live []insertCall
+		at   []int
 	)
 	for i, c := range calls {
-		d := deadlineOf(c.ctx)
 		switch {
 		case c.ctx.Err() != nil:
 			errs[i] = c.ctx.Err()
-		case tooLate(d):
+		case tooLate(deadlineOf(c.ctx)):
 			errs[i] = errTooLate
 		default:
 			live = append(live, c)
 			at = append(at, i)
-			if !d.IsZero() && (earliest.IsZero() || d.Before(earliest)) {
-				earliest = d
-			}
 		}
 	}
 	if len(live) == 0 {
 		return errs, nil
 	}
-	if !earliest.IsZero() {
+	if earliest := earliestDeadline(live); !earliest.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, earliest)
 		defer cancel()
