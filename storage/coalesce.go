@@ -9,16 +9,17 @@ import (
 	"time"
 )
 
-// coalescer runs concurrent lookups of one kind as batches, each one
-// statement. A call that finds fewer than maxInFlight batches running
-// starts one at once, on its own goroutine, with itself and whatever else
-// waits; otherwise it waits, and the next batch to start takes it. A batch
+// coalescer runs concurrent calls of one kind (introspection lookups,
+// inserts) as batches, each one statement. A call that finds fewer than
+// maxInFlight batches running starts one at once, on the caller's own
+// goroutine, with itself and whatever else waits; otherwise it waits, and
+// the next batch to start takes it. A batch
 // that ends with calls waiting starts the next one. Nothing ever waits for
 // a batch to fill: one call at a time runs alone, as it would without the
 // coalescer. Under load, the calls that arrive while the database answers
 // others share the next round trip, so the database runs one statement
 // where it would have run many, and no more than maxInFlight connections
-// serve the lookups however many requests make them.
+// serve the calls however many requests make them.
 //
 // A batch that takes longer than stuckAfter (a connection gone silent, a
 // stalled database) would hold up every call behind it; while no batch
@@ -43,7 +44,7 @@ type coalescer[In, Out any] struct {
 	moved time.Time
 }
 
-// call is one lookup waiting for its batch.
+// call is one call waiting for its batch.
 type call[In, Out any] struct {
 	in       In
 	ctx      context.Context
