@@ -171,11 +171,9 @@ type insertCall struct {
 	ctx context.Context
 }
 
-// insertStatement makes one statement of calls' inserts: one multi-row
-// INSERT for each statement head (table and columns), in order of first
-// appearance, and a tail that bounds the commit by the earliest of the
-// calls' deadlines.
-func insertStatement(calls []insertCall) (string, []any) {
+// insertWrites makes one multi-row INSERT of calls' inserts for each
+// statement head (table and columns), in order of first appearance.
+func insertWrites(calls []insertCall) []*write {
 	var (
 		heads []string
 		rows  = map[string]*write{}
@@ -184,7 +182,7 @@ func insertStatement(calls []insertCall) (string, []any) {
 		head := strings.TrimSuffix(c.w.sql, c.w.row)
 		m := rows[head]
 		if m == nil {
-			m = &write{sql: c.w.sql, args: slices.Clone(c.w.args)}
+			m = &write{table: c.w.table, insert: true, sql: c.w.sql, args: slices.Clone(c.w.args)}
 			rows[head] = m
 			heads = append(heads, head)
 			continue
@@ -196,7 +194,7 @@ func insertStatement(calls []insertCall) (string, []any) {
 	for i, h := range heads {
 		ws[i] = rows[h]
 	}
-	return combine(ws, commitByTail(earliestDeadline(calls)))
+	return ws
 }
 
 // earliestDeadline is the earliest of calls' deadlines; zero if none has
@@ -267,12 +265,30 @@ func (s *Store) insertOutcome(ctx context.Context, w *write, err error) error {
 	return err
 }
 
+// insertTogether inserts calls' rows in one transaction: BEGIN with its
+// bounds, one statement, COMMIT.
+func (s *Store) insertTogether(ctx context.Context, calls []insertCall) error {
+	tctx, err := s.BeginTX(ctx)
+	if err != nil {
+		return err
+	}
+	for _, w := range insertWrites(calls) {
+		if err := s.deferWrite(tctx, w); err != nil {
+			_ = s.Rollback(tctx)
+			return err
+		}
+	}
+	return s.Commit(tctx)
+}
+
 // insertRows runs a batch of inserts: one statement and one commit for
 // all. A call whose request has given up, or whose deadline is too near
-// to commit by, is left out and refused. The statement is cancelled, and
-// its commit refused (migration 006), at the earliest deadline of the
-// rest: no row commits after its request has been answered that nothing
-// was done. (A request whose client hangs up once the statement is under
+// to commit by, is left out and refused. The batch is a transaction
+// bounded, as every transaction the store begins (beginQuery), by the
+// earliest deadline of the rest, on the server's side too: its lock
+// waits end then, and a commit the server reaches later fails (migration
+// 006). So no row commits after its request has been answered that
+// nothing was done. (A request whose client hangs up once the statement is under
 // way can still have its row committed: one token that nobody was given,
 // as when any commit's answer is lost.) A statement refused for what one
 // row holds (a unique or foreign key violation: a client deleted
@@ -308,8 +324,7 @@ func (s *Store) insertRows(ctx context.Context, calls []insertCall) ([]error, er
 		ctx, cancel = context.WithDeadline(ctx, earliest)
 		defer cancel()
 	}
-	sql, args := insertStatement(live)
-	_, err := autocommit{s.pool}.Exec(ctx, sql, args...)
+	err := s.insertTogether(ctx, live)
 	if err == nil {
 		return errs, nil
 	}

@@ -37,10 +37,10 @@ func TestCombineRenumbers(t *testing.T) {
 	}
 }
 
-// TestInsertStatement: inserts batched together make one multi-row
-// INSERT per table, each row with its own parameters, and the commit is
-// bounded by the earliest deadline among them.
-func TestInsertStatement(t *testing.T) {
+// TestInsertWrites: inserts batched together make one multi-row INSERT
+// per table, each row with its own parameters; the batch is bounded by
+// the earliest deadline among its requests.
+func TestInsertWrites(t *testing.T) {
 	ins := func(table string, args ...any) *write {
 		row := `($1, $2::jsonb)`
 		return &write{table: requestTable(table), insert: true, args: args, row: row,
@@ -58,18 +58,21 @@ func TestInsertStatement(t *testing.T) {
 		{ins("access_tokens", 5, 6), context.Background()},
 		{ins("access_tokens", 7, 8), due(2 * time.Hour)},
 	}
-	sql, args := insertStatement(calls)
-	want := `WITH w0 AS (INSERT INTO access_tokens (a, b) VALUES ($1, $2::jsonb), ($3, $4::jsonb), ($5, $6::jsonb)), ` +
-		`w1 AS (INSERT INTO refresh_tokens (a, b) VALUES ($7, $8::jsonb)) ` +
-		`SELECT set_config('authz.commit_by', (clock_timestamp() + $9 * interval '1 microsecond')::text, true)`
-	if sql != want {
-		t.Errorf("statement:\n%s\nwant\n%s", sql, want)
+	ws := insertWrites(calls)
+	if len(ws) != 2 {
+		t.Fatalf("%d statements, want 2", len(ws))
 	}
-	if !slices.Equal(args[:8], []any{1, 2, 5, 6, 7, 8, 3, 4}) {
-		t.Errorf("args %v", args[:8])
+	if want := `INSERT INTO access_tokens (a, b) VALUES ($1, $2::jsonb), ($3, $4::jsonb), ($5, $6::jsonb)`; ws[0].sql != want ||
+		!slices.Equal(ws[0].args, []any{1, 2, 5, 6, 7, 8}) || ws[0].table != accessTable {
+		t.Errorf("access tokens: %s %v\nwant %s", ws[0].sql, ws[0].args, want)
 	}
-	commitBy := time.Duration(args[8].(int64)) * time.Microsecond
-	if limit := 10*time.Minute - commitMargin; commitBy > limit || commitBy < limit-time.Minute {
-		t.Errorf("commit bounded %v from now, want the earliest deadline's %v", commitBy, limit)
+	if want := `INSERT INTO refresh_tokens (a, b) VALUES ($1, $2::jsonb)`; ws[1].sql != want || !slices.Equal(ws[1].args, []any{3, 4}) {
+		t.Errorf("refresh tokens: %s %v\nwant %s", ws[1].sql, ws[1].args, want)
+	}
+	if got := earliestDeadline(calls); !got.Equal(now.Add(10 * time.Minute)) {
+		t.Errorf("earliest deadline %v, want %v", got, now.Add(10*time.Minute))
+	}
+	if got := earliestDeadline(calls[2:3]); !got.IsZero() {
+		t.Errorf("earliest deadline of a call without one: %v", got)
 	}
 }

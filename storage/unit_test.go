@@ -282,7 +282,7 @@ func TestNestedRollbackForgetsWhatItLearnt(t *testing.T) {
 }
 
 // TestInsertBatch: inserts batched outside a transaction are one
-// statement, each row with its own values. A row the database refuses
+// transaction of one statement, each row with its own values. A row the database refuses
 // (its client is gone, its signature taken) fails alone: the others are
 // written and answered as such. A request that has given up, or whose
 // deadline is too near to commit by, is refused and its row not written.
@@ -313,8 +313,8 @@ func TestInsertBatch(t *testing.T) {
 		var err error
 		errs, err = e.store.InsertBatchForTest(minute(3), []string{"sig-0", "sig-1", "sig-2"}, reqs)
 		e.must(err)
-	}); n != 1 {
-		t.Errorf("a batch of three: %d statements, want 1", n)
+	}); n != 3 {
+		t.Errorf("a batch of three: %d statements, want 3 (BEGIN with its bounds, the rows, COMMIT)", n)
 	}
 	for i, err := range errs {
 		if err != nil {
