@@ -68,6 +68,18 @@ func waitPending(t *testing.T, c *coalescer[int, int], n int) {
 	}
 }
 
+// waitBatches polls until n batches have started.
+func waitBatches(t *testing.T, b *batchLog, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b.seen()) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d batches started, want %d", len(b.seen()), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestCoalescerAlone: calls made one at a time each run alone, on the
 // caller's goroutine, with nothing left running after.
 func TestCoalescerAlone(t *testing.T) {
@@ -104,14 +116,7 @@ func TestCoalescerBatches(t *testing.T) {
 	}
 	wg.Add(1)
 	go call(0)
-	// The first call's batch is in flight (blocked on the gate).
-	deadline := time.Now().Add(10 * time.Second)
-	for len(b.seen()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first batch never started")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitBatches(t, b, 1) // the first call's, in flight (blocked on the gate)
 	for i := 1; i < 7; i++ {
 		wg.Add(1)
 		go call(i)
@@ -156,13 +161,7 @@ func TestCoalescerInFlight(t *testing.T) {
 			}
 		}()
 		if i < 2 {
-			deadline := time.Now().Add(10 * time.Second)
-			for len(b.seen()) != i+1 {
-				if time.Now().After(deadline) {
-					t.Fatalf("batch %d never started", i+1)
-				}
-				time.Sleep(time.Millisecond)
-			}
+			waitBatches(t, b, i+1)
 		}
 	}
 	waitPending(t, c, 1)
@@ -191,16 +190,7 @@ func TestCoalescerCallerLeaves(t *testing.T) {
 			t.Errorf("first call: %v", err)
 		}
 	}()
-	waitFor := func(n int) {
-		deadline := time.Now().Add(10 * time.Second)
-		for len(b.seen()) != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d batches, want %d", len(b.seen()), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	waitFor(1)
+	waitBatches(t, b, 1)
 
 	leaving, leave := context.WithCancel(context.Background())
 	left := make(chan error, 1)
@@ -289,24 +279,14 @@ func TestCoalescerStuck(t *testing.T) {
 			}
 		}()
 	}
-	waitBatches := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for len(b.seen()) != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d batches, want %d", len(b.seen()), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	call(1)
-	waitBatches(1)
+	waitBatches(t, b, 1)
 	clock.Add(int64(30 * time.Second))
 	call(2) // not stuck yet: waits
 	waitPending(t, c, 1)
 	clock.Add(int64(31 * time.Second))
 	call(3) // the first batch has run 61 s: a second starts, with 2 and 3
-	waitBatches(2)
+	waitBatches(t, b, 2)
 	call(4) // a batch just started: waits
 	waitPending(t, c, 1)
 	if got := b.seen(); !slices.EqualFunc(got, [][]int{{1}, {2, 3}}, slices.Equal) {

@@ -380,6 +380,22 @@ func TestInsertBatch(t *testing.T) {
 	check("sig-5", 0)
 }
 
+// waitInserts polls until ok holds of the grants waiting and the insert
+// batches running.
+func waitInserts(t *testing.T, e *unitEnv, what string, ok func(pending, running int) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if p, r := e.store.InsertsForTest(); ok(p, r) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestInsertBatchAnsweredNothingDone: a request told that its token was
 // not issued (its deadline passed while its batch waited for the table,
 // locked by an index being built) has no row written, even when the lock
@@ -397,19 +413,6 @@ func TestInsertBatchAnsweredNothingDone(t *testing.T) {
 	_, err = lock.Exec(e.ctx, `CREATE INDEX held_up ON access_tokens (request_id)`)
 	e.must(err)
 
-	waitFor := func(what string, ok func(pending, running int) bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if p, r := e.store.InsertsForTest(); ok(p, r) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("never: %s", what)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	grant := func(sig string, timeout time.Duration) chan error {
 		done := make(chan error, 1)
 		go func() {
@@ -422,10 +425,10 @@ func TestInsertBatchAnsweredNothingDone(t *testing.T) {
 	// A first grant runs alone and waits on the lock until its deadline;
 	// two more wait for it, and then go together, and wait on the lock.
 	first := grant("sig-first", 500*time.Millisecond)
-	waitFor("the first batch running", func(p, r int) bool { return r == 1 && p == 0 })
+	waitInserts(t, e, "the first batch running", func(p, r int) bool { return r == 1 && p == 0 })
 	near := grant("sig-near", 1500*time.Millisecond)
 	far := grant("sig-far", time.Minute)
-	waitFor("two grants waiting", func(p, r int) bool { return p == 2 })
+	waitInserts(t, e, "two grants waiting", func(p, r int) bool { return p == 2 })
 	for name, ch := range map[string]chan error{"first": first, "near": near} {
 		if err := <-ch; !storage.Unavailable(err) {
 			t.Errorf("%s, past its deadline: %v, want unavailable", name, err)
@@ -433,7 +436,7 @@ func TestInsertBatchAnsweredNothingDone(t *testing.T) {
 	}
 	e.must(lock.Rollback(e.ctx)) // before far's deadline
 	farErr := <-far
-	waitFor("no batch running", func(p, r int) bool { return r == 0 })
+	waitInserts(t, e, "no batch running", func(p, r int) bool { return r == 0 })
 	for sig, answered := range map[string]error{"sig-near": errors.New("refused"), "sig-far": farErr} {
 		n := e.count(`access_tokens WHERE signature = $1`, sig)
 		if answered != nil && n != 0 {
@@ -483,13 +486,7 @@ func TestInsertBatchRetriesAlone(t *testing.T) {
 	}
 	waitPending := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for p, r := e.store.InsertsForTest(); p != n || r != 1; p, r = e.store.InsertsForTest() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d grants waiting and %d batches running, want %d and 1", p, r, n)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitInserts(t, e, fmt.Sprintf("%d grants waiting behind one batch", n), func(p, r int) bool { return p == n && r == 1 })
 	}
 	// The first grant waits on the deleted client's row until its
 	// deadline; three more queue behind it, in order, and then go
